@@ -1,0 +1,185 @@
+"""Load a local Hugging Face model folder into engine.transformer.Transformer, refusing bad folders precisely."""
+import importlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from .errors import ModelError
+from .transformer import LINEAR_KINDS, ModelArgs, Transformer
+
+# model_type -> class-name prefix in transformers.models.<type>.modeling_<type>
+SUPPORTED = {"llama": "Llama", "mistral": "Mistral", "qwen2": "Qwen2"}
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device '{device}' was asked for but this PyTorch sees no CUDA GPU")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device, cfg) -> torch.dtype:
+    if dtype == "auto":
+        if device.type == "cpu":
+            return torch.float32  # bf16 matmuls are slow on most CPUs
+        saved = getattr(cfg, "dtype", None) or getattr(cfg, "torch_dtype", None)
+        return saved if saved in (torch.bfloat16, torch.float16) else torch.bfloat16
+    try:
+        return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
+    except KeyError:
+        raise ModelError(f"unknown dtype '{dtype}': use auto, bfloat16, float16 or float32") from None
+
+
+def read_config(model_dir: Path):
+    from transformers import AutoConfig
+
+    if not model_dir.exists():
+        raise ModelError(f"model folder not found: {model_dir}")
+    if not model_dir.is_dir():
+        raise ModelError(f"not a folder: {model_dir} (pick the folder that holds config.json)")
+    if not (model_dir / "config.json").is_file():
+        raise ModelError(f"{model_dir} has no config.json: is this a Hugging Face model folder?")
+    try:
+        model_type = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
+        raise ModelError(f"{model_dir / 'config.json'} is not valid JSON: {e}") from None
+    if model_type not in SUPPORTED:
+        raise ModelError(f"unsupported architecture '{model_type}' in {model_dir / 'config.json'}; "
+                         f"supported: {', '.join(SUPPORTED)}")
+    try:
+        cfg = AutoConfig.from_pretrained(model_dir, local_files_only=True)
+    except Exception as e:  # noqa: BLE001 - transformers raises many kinds; all mean a bad config
+        raise ModelError(f"{model_dir / 'config.json'} could not be read: {e}") from None
+    rope = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None) or {}
+    if rope.get("rope_type", rope.get("type", "default")) in ("dynamic", "longrope"):
+        raise ModelError(f"{model_dir}: rope type '{rope.get('rope_type')}' changes with length; not supported")
+    return cfg
+
+
+def weight_files(model_dir: Path, allow_pickle: bool) -> list[Path]:
+    files = sorted(model_dir.glob("*.safetensors"))
+    if files:
+        return files
+    pickles = sorted(p for p in model_dir.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if not pickles:
+        raise ModelError(f"{model_dir} holds no weights (*.safetensors)")
+    if not allow_pickle:
+        raise ModelError(f"{model_dir} has weights only in pickle form ({', '.join(p.name for p in pickles)}); "
+                         "pickle files can run code when loaded, so they are refused. Convert them to "
+                         "safetensors, or allow pickle explicitly (--allow-pickle) if you trust the source.")
+    return pickles
+
+
+def iter_tensors(files: list[Path]):
+    for f in files:
+        if f.suffix == ".safetensors":
+            try:
+                with safe_open(f, framework="pt") as st:
+                    for key in st.keys():
+                        yield key, st.get_tensor(key)
+            except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+                raise ModelError(f"{f} is not a readable safetensors file: {e}") from None
+        else:  # explicitly allowed pickle: still never execute code from it
+            yield from torch.load(f, map_location="cpu", weights_only=True, mmap=True).items()
+
+
+def layer_devices(args: ModelArgs, device: torch.device, dtype: torch.dtype) -> list[torch.device]:
+    """One device per layer: all on `device`, or spread evenly over every GPU when one is too small."""
+    n_gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    if n_gpus < 2 or device.index is not None:
+        return [device] * args.n_layers
+    params = sum(i * o for i, o in map(args.linear_shape, LINEAR_KINDS)) * args.n_layers
+    need = (params + 2 * args.vocab_size * args.dim) * torch.finfo(dtype).bits // 8
+    if need < 0.85 * torch.cuda.mem_get_info(0)[0]:
+        return [torch.device("cuda", 0)] * args.n_layers
+    per_gpu = -(-args.n_layers // n_gpus)
+    return [torch.device("cuda", i // per_gpu) for i in range(args.n_layers)]
+
+
+def build(args: ModelArgs, devices: list[torch.device], dtype: torch.dtype) -> Transformer:
+    """Allocate the model; each linear kind is one stacked tensor per device with per-layer views."""
+    with torch.device("meta"):
+        model = Transformer(args)
+    model.stacks = {}  # kind -> [(first_layer, stacked weight [n, out, in])] one entry per device run
+    for kind in LINEAR_KINDS:
+        d_in, d_out = args.linear_shape(kind)
+        model.stacks[kind] = []
+        start = 0
+        while start < args.n_layers:
+            stop = start
+            while stop < args.n_layers and devices[stop] == devices[start]:
+                stop += 1
+            stack = torch.empty(stop - start, d_out, d_in, dtype=dtype, device=devices[start])
+            for i in range(start, stop):
+                linear = getattr(getattr(model.model.layers[i], "mlp" if kind in ("gate_proj", "up_proj", "down_proj")
+                                         else "self_attn"), kind)
+                linear.weight = torch.nn.Parameter(stack[i - start], requires_grad=False)
+            model.stacks[kind].append((start, stack))
+            start = stop
+    for name, p in list(model.named_parameters()):
+        if p.is_meta:
+            dev = devices[int(name.split(".")[2])] if name.startswith("model.layers.") else (
+                devices[-1] if name.startswith(("lm_head", "model.norm")) else devices[0])
+            module_name, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(module_name), attr,
+                    torch.nn.Parameter(torch.empty(p.shape, dtype=dtype, device=dev), requires_grad=False))
+    return model
+
+
+def load_model(model_dir, device: str = "auto", dtype: str = "auto", allow_pickle: bool = False):
+    """-> (Transformer, tokenizer, hf_config). Raises ModelError with a specific message on a bad folder."""
+    from transformers import AutoTokenizer
+
+    model_dir = Path(model_dir).expanduser()
+    cfg = read_config(model_dir)
+    files = weight_files(model_dir, allow_pickle)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise ModelError(f"the tokenizer in {model_dir} failed to load: {e}") from None
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev, cfg)
+    args = ModelArgs.from_hf(cfg)
+    model = build(args, layer_devices(args, dev, dt), dt)
+
+    params = dict(model.named_parameters())
+    filled = set()
+    with torch.no_grad():
+        for key, tensor in iter_tensors(files):
+            if key in params:
+                if tuple(tensor.shape) != tuple(params[key].shape):
+                    raise ModelError(f"{model_dir}: weight {key} has shape {list(tensor.shape)}, "
+                                     f"config.json implies {list(params[key].shape)}")
+                params[key].copy_(tensor)
+                filled.add(key)
+    if args.tie_word_embeddings or "lm_head.weight" not in filled:
+        emb = model.model.embed_tokens.weight
+        if emb.device == model.lm_head.weight.device:
+            model.lm_head.weight = emb  # tied: one tensor, not two
+        else:
+            with torch.no_grad():
+                model.lm_head.weight.copy_(emb)
+        filled.add("lm_head.weight")
+    missing = sorted(set(params) - filled)
+    if missing:
+        raise ModelError(f"{model_dir}: the weights lack {len(missing)} tensors the config needs, e.g. {missing[0]}")
+    model.rope_table = make_rope_table(cfg)
+    return model.eval(), tokenizer, cfg
+
+
+def make_rope_table(cfg):
+    """-> fn(n) giving (n, 2, head_dim) cos/sin in float32, computed by the HF class itself for exact parity."""
+    prefix = SUPPORTED[cfg.model_type]
+    module = importlib.import_module(f"transformers.models.{cfg.model_type}.modeling_{cfg.model_type}")
+    rotary = getattr(module, f"{prefix}RotaryEmbedding")(config=cfg)
+
+    def table(n: int) -> torch.Tensor:
+        pos = torch.arange(n)[None]
+        cos, sin = rotary(torch.empty(0, dtype=torch.float32), pos)
+        return torch.stack([cos[0], sin[0]], dim=1)
+
+    return table
