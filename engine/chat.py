@@ -1,0 +1,33 @@
+"""Chat prompts: the tokenizer's own template (a plain one when it has none), trimmed to fit the context."""
+from .errors import SwitchboardError
+
+PLAIN_ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}
+
+
+def render(tokenizer, messages: list[dict]) -> list[int]:
+    """Token ids of `messages` followed by the assistant's turn opening."""
+    if getattr(tokenizer, "chat_template", None):
+        try:
+            text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        except Exception as e:  # noqa: BLE001 - jinja raises its own errors from the model's template
+            raise SwitchboardError(f"the model's chat template refused this conversation: {e}") from None
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+    text = "".join(f"{PLAIN_ROLES[m['role']]}: {m['content']}\n\n" for m in messages)
+    return tokenizer(text + "Assistant:", add_special_tokens=True)["input_ids"]
+
+
+def build_prompt(tokenizer, messages: list[dict], budget: int) -> tuple[list[int], int]:
+    """-> (ids, turns dropped). Drops the oldest turns (never the system prompt) until `budget` tokens fit;
+    the kept conversation always starts at a user turn, as strict templates require."""
+    for m in messages:
+        if not isinstance(m, dict) or not isinstance(m.get("content"), str) or m.get("role") not in PLAIN_ROLES:
+            raise SwitchboardError(f"each message needs a role in {sorted(PLAIN_ROLES)} and text content, got {m!r}")
+    system = [m for m in messages[:1] if m["role"] == "system"]
+    turns = messages[len(system):]
+    starts = [i for i, m in enumerate(turns) if m["role"] == "user" or i == 0]
+    for start in starts:
+        ids = render(tokenizer, system + turns[start:])
+        if len(ids) <= budget:
+            return ids, start
+    raise SwitchboardError(f"the last message alone needs {len(ids)} tokens but only {budget} fit in the context "
+                           "(with room for the reply): shorten it or lower max new tokens")
