@@ -1,0 +1,77 @@
+"""Render a reply's sentences as one Markdown document, each sentence's characters tinted and tagged with its id.
+
+Markdown is rendered for the whole reply (a code block spans many sentences), so sentence boundaries are
+carried through the renderer as private-use marker characters: one before each sentence's first visible
+character, found again in the rendered document, used to format the ranges between them, then deleted.
+"""
+import re
+
+from PySide6.QtGui import QColor, QTextCharFormat, QTextCursor, QTextDocument, QTextFormat
+
+SENTENCE_ID = QTextFormat.UserProperty + 1  # char format property: global sentence index
+_MARK = 0xE000  # Unicode private use area: never in model output we render
+# Lines where a marker would change the Markdown structure: fences, blank lines, rules, setext and table rules.
+_STRUCTURAL = re.compile(r"\s{0,3}(```|~~~)|\s*$|\s{0,3}(=+|-+|(\*\s*){3,}|(_\s*){3,})\s*$"
+                         r"|\s*\|?(\s*:?-+:?\s*\|)+\s*(:?-+:?)?\s*$")
+# Block syntax a marker must follow, not precede: headings, quotes, list bullets, table pipes.
+_PREFIX = re.compile(r"(\s{0,3}(#{1,6}\s+|>\s?|[-*+]\s+|\d{1,9}[.)]\s+|\|\s*))*")
+
+
+def _marker_offset(text: str, start: int) -> int:
+    """Where the marker for a sentence starting at `start` can go without breaking block syntax."""
+    if start > 0 and text[start - 1] != "\n":
+        return start  # mid-line: inline text
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        if not _STRUCTURAL.match(text, start, end):
+            return _PREFIX.match(text, start, end).end()
+        start = end + 1
+    return len(text)
+
+
+def render(doc: QTextDocument, sentences: list[tuple[str, QColor | None, int]]):
+    """Replace `doc` with the Markdown of the sentences: (text, background or None, sentence id)."""
+    text = "".join(s for s, _, _ in sentences)
+    offsets, start = [], 0
+    for s, _, _ in sentences:
+        offsets.append(_marker_offset(text, start))
+        start += len(s)
+    pieces, prev = [], 0
+    for i, off in enumerate(offsets):
+        pieces += [text[prev:off], chr(_MARK + i)]
+        prev = off
+    pieces.append(text[prev:])
+    doc.setMarkdown("".join(pieces))
+
+    found = []  # (position in doc, sentence number): markers the renderer dropped (e.g. inside a link URL) are skipped
+    for i in range(len(sentences)):
+        c = doc.find(chr(_MARK + i))
+        if not c.isNull():
+            found.append((c.selectionStart(), i))
+    found.sort()
+    end = doc.characterCount() - 1
+    cursor = QTextCursor(doc)
+    for k, (pos, i) in enumerate(found):
+        _, color, sid = sentences[i]
+        fmt = QTextCharFormat()
+        fmt.setProperty(SENTENCE_ID, sid)
+        if color is not None:
+            fmt.setBackground(color)
+        cursor.setPosition(pos)
+        cursor.setPosition(found[k + 1][0] if k + 1 < len(found) else end, QTextCursor.KeepAnchor)
+        cursor.mergeCharFormat(fmt)
+    for pos, _ in reversed(found):  # back to front, so earlier positions stay valid
+        cursor.setPosition(pos)
+        cursor.setPosition(pos + 1, QTextCursor.KeepAnchor)
+        cursor.removeSelectedText()
+
+
+def sentence_at(doc: QTextDocument, position: int) -> int | None:
+    """The sentence id of the character at `position`, or None outside any sentence."""
+    if position < 0 or position >= doc.characterCount() - 1:
+        return None
+    cursor = QTextCursor(doc)
+    cursor.setPosition(position + 1)  # charFormat() describes the character before the cursor
+    value = cursor.charFormat().property(SENTENCE_ID)
+    return int(value) if value is not None else None
