@@ -10,6 +10,7 @@ from PySide6.QtGui import QColor, QTextCharFormat, QTextCursor, QTextDocument, Q
 
 SENTENCE_ID = QTextFormat.UserProperty + 1  # char format property: global sentence index
 _MARK = 0xE000  # Unicode private use area: never in model output we render
+CODE_BACKGROUND = QColor("#f1f3f6")
 # Lines where a marker would change the Markdown structure: fences, blank lines, rules, setext and table rules.
 _STRUCTURAL = re.compile(r"\s{0,3}(```|~~~)|\s*$|\s{0,3}(=+|-+|(\*\s*){3,}|(_\s*){3,})\s*$"
                          r"|\s*\|?(\s*:?-+:?\s*\|)+\s*(:?-+:?)?\s*$")
@@ -43,6 +44,13 @@ def render(doc: QTextDocument, sentences: list[tuple[str, QColor | None, int]]):
         prev = off
     pieces.append(text[prev:])
     doc.setMarkdown("".join(pieces))
+    block = doc.begin()
+    while block.isValid():  # Qt renders code blocks in a fixed-pitch font only; give them a background too
+        if block.blockFormat().hasProperty(QTextFormat.BlockCodeLanguage):
+            fmt = block.blockFormat()
+            fmt.setBackground(CODE_BACKGROUND)
+            QTextCursor(block).setBlockFormat(fmt)
+        block = block.next()
 
     found = []  # (position in doc, sentence number): markers the renderer dropped (e.g. inside a link URL) are skipped
     for i in range(len(sentences)):

@@ -1,0 +1,184 @@
+"""Widgets on their own (no engine): tinted Markdown, routing chart, timeline, controls, input box, export."""
+import json
+
+import pytest
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QColor, QTextDocument
+
+from app import export
+from app.conversation import Conversation
+from ui import tinted_markdown
+from ui.chat_pane import InputBox
+from ui.colors import adapter_color
+from ui.controls import Controls
+from ui.routing_chart import ROW_PX, RoutingChart
+from ui.timeline import Timeline
+
+
+def ids_by_char(doc):
+    text = doc.toPlainText()
+    return text, [tinted_markdown.sentence_at(doc, p) for p in range(len(text))]
+
+
+def test_markdown_keeps_structure_and_every_sentence_keeps_its_characters(qapp):
+    sentences = ["Here is **bold**.", " Next one!\n", "```python\n", "x = 1\n", "```\n", "- item one.\n",
+                 "- item two\n", "# Title\n", "End."]
+    doc = QTextDocument()
+    tinted_markdown.render(doc, [(s, QColor(200, 0, 0, 60), 10 + i) for i, s in enumerate(sentences)])
+    text, ids = ids_by_char(doc)
+    assert "\ue000" not in text and "**" not in text and "```" not in text and "- item" not in text
+    md = doc.toMarkdown()
+    assert "**bold**" in md and "```python" in md and "- item one." in md and "# Title" in md
+    # the characters of each visible sentence carry that sentence's id
+    for i, s in enumerate(sentences):
+        word = {0: "bold", 1: "Next one", 3: "x = 1", 5: "item one", 6: "item two", 7: "Title", 8: "End"}.get(i)
+        if word:
+            start = text.index(word)
+            assert set(ids[start:start + len(word)]) == {10 + i}, (i, word)
+    code = doc.findBlock(text.index("x = 1"))
+    assert code.blockFormat().background().color() == tinted_markdown.CODE_BACKGROUND
+
+
+def test_markdown_tint_colours_each_sentence(qapp):
+    doc = QTextDocument()
+    tinted_markdown.render(doc, [("Alpha one. ", QColor("#ff0000"), 0), ("Beta two.", None, 1)])
+    text = doc.toPlainText()
+    c = doc.find("one")
+    assert c.charFormat().background().color() == QColor("#ff0000")
+    assert c.charFormat().background().style() != Qt.NoBrush
+    assert doc.find("two").charFormat().background().style() == Qt.NoBrush
+    assert tinted_markdown.sentence_at(doc, len(text) + 5) is None
+
+
+def test_adapter_colours_are_stable_and_distinct_enough():
+    assert adapter_color("math") == adapter_color("math")
+    assert len({adapter_color(f"adapter-{i}").name() for i in range(40)}) >= 15
+
+
+def test_chart_bars_follow_routing_in_place(qtbot):
+    chart = RoutingChart()
+    qtbot.addWidget(chart)
+    chart.resize(400, 500)
+    probs = {"a": 0.1, "b": 0.6, "c": 0.3}
+    chart.set_routing(probs, {"b": 0.6 / 0.9, "c": 0.3 / 0.9}, 0.8)
+    assert chart.bar_values() == pytest.approx(probs)
+    assert chart._names == ["b", "c", "a"]  # kept first, by probability
+    assert chart.cut.isVisible() and chart.cut.value() == 1.5
+    labels = [lb.toPlainText().strip() for lb in chart._labels if lb.isVisible()]
+    assert labels == ["0.67", "0.33"]
+    items_before = len(chart.plot.getPlotItem().items)
+    for i in range(50):  # updates reuse the same items
+        chart.set_routing({"a": 0.5, "b": 0.25, "c": 0.25}, {"a": 1.0}, 0.5)
+    assert len(chart.plot.getPlotItem().items) == items_before
+    assert chart.bar_values() == pytest.approx({"a": 0.5, "b": 0.25, "c": 0.25})
+    assert [lb.isVisible() for lb in chart._labels] == [True, False]
+
+
+def test_chart_stays_readable_with_many_adapters(qtbot):
+    chart = RoutingChart()
+    qtbot.addWidget(chart)
+    chart.resize(400, 500)
+    chart.show()
+    names = [f"adapter-number-{i:03d}-with-a-very-long-name" for i in range(150)]
+    probs = {n: 1 / 150 for n in names}
+    chart.set_routing(probs, {names[0]: 1.0}, 0.1)
+    assert len(chart.bar_values()) == 150
+    assert chart.plot.height() >= 150 * ROW_PX[0]  # rows keep their height; the area scrolls
+    assert chart.area.verticalScrollBar().maximum() > 0
+    ticks = chart.plot.getAxis("left")._tickLevels[0]
+    assert len(ticks) == 150 and all(len(label) <= 24 for _, label in ticks)
+
+
+def test_chart_without_router_shows_the_fixed_mix(qtbot):
+    chart = RoutingChart()
+    qtbot.addWidget(chart)
+    chart.set_routing({}, {"pinned": 1.0}, 0.8)
+    assert chart.bar_values() == {"pinned": 1.0} and not chart.cut.isVisible()
+
+
+def test_timeline_stacks_one_bar_per_sentence_and_reports_clicks(qtbot):
+    timeline = Timeline()
+    qtbot.addWidget(timeline)
+    timeline.resize(500, 200)
+    timeline.show()
+    mixes = [{"a": 0.7, "b": 0.3}, {}, {"c": 1.0}]
+    timeline.set_sentences(mixes, [0, 2])
+    assert timeline.count() == 3
+    x, y0, h = (timeline.segments.opts[k] for k in ("x", "y0", "height"))
+    assert x.tolist() == [0, 0, 1, 2] and y0.tolist() == pytest.approx([0, 0.7, 0, 0])
+    assert h.tolist() == pytest.approx([0.7, 0.3, 1.0, 1.0])  # the base-model sentence is one full grey bar
+    assert timeline.separators.opts["x"].tolist() == [1.5]
+    target = timeline.plot.getViewBox().mapViewToScene(QPointF(2, 0.5))  # the middle of the third bar
+    with qtbot.waitSignal(timeline.sentenceClicked) as blocker:
+        qtbot.mouseClick(timeline.plot.viewport(), Qt.LeftButton, pos=timeline.plot.mapFromScene(target))
+    assert blocker.args == [2]
+    timeline.set_current(2)
+    assert timeline.current.isVisible() and timeline.current.opts["x"] == [2]
+
+
+def test_controls_pin_and_mute_exclude_each_other(qtbot):
+    controls = Controls()
+    qtbot.addWidget(controls)
+    controls.set_values(0.7, 2, 0.5, 64)
+    controls.set_adapters(["a", "b"])
+    controls.table.item(0, 1).setCheckState(Qt.Checked)   # pin a
+    controls.table.item(1, 2).setCheckState(Qt.Checked)   # mute b
+    controls.table.item(0, 2).setCheckState(Qt.Checked)   # mute a: unpins it
+    kw = controls.generation_kwargs()
+    assert kw == {"top_p": 0.7, "max_adapters": 2, "temperature": 0.5, "max_new_tokens": 64,
+                  "pinned": (), "muted": ("a", "b")}
+    controls.set_adapters(["b", "c"])  # b keeps its mute; a is gone
+    assert controls.generation_kwargs()["muted"] == ("b",)
+    controls.max_adapters.setValue(0)
+    assert controls.generation_kwargs()["max_adapters"] is None
+
+
+def test_enter_sends_and_shift_enter_adds_a_newline(qtbot):
+    box = InputBox()
+    qtbot.addWidget(box)
+    qtbot.keyClicks(box, "hello")
+    qtbot.keyClick(box, Qt.Key_Return, Qt.ShiftModifier)
+    assert box.toPlainText() == "hello\n"
+    with qtbot.waitSignal(box.submitted, timeout=1000):
+        qtbot.keyClick(box, Qt.Key_Return)
+    assert box.toPlainText() == "hello\n"
+
+
+def conversation():
+    conv = Conversation()
+    conv.add_user("Add 2 and 3.")
+    conv.start_assistant({"top_p": 0.8})
+    conv.on_routing({"sentence": 0, "probs": {"math": 0.9, "code": 0.1}, "selected": {"math": 1.0},
+                     "latency_ms": 0.5, "row": 0})
+    conv.on_tokens("It is 5.", True)
+    conv.on_routing({"sentence": 1, "probs": {"math": 0.4, "code": 0.6}, "selected": {"code": 1.0},
+                     "latency_ms": 0.4, "row": 0})
+    conv.on_tokens(" Done | ok", False)
+    conv.finish({"tokens": 6, "tokens_per_s": 12.0, "stop_reason": "eos"})
+    return conv
+
+
+def test_conversation_splits_sentences_by_routing_and_sentence_end():
+    conv = conversation()
+    reply = conv.turns[1]
+    assert [s.text for s in reply.sentences] == ["It is 5.", " Done | ok"]
+    assert [s.leader for s in reply.sentences] == ["math", "code"]
+    assert conv.messages() == [{"role": "user", "content": "Add 2 and 3."},
+                               {"role": "assistant", "content": "It is 5. Done | ok"}]
+    conv.start_assistant({})
+    conv.on_tokens("No router.", True)  # no routing events: sentences still split at sentence ends
+    conv.on_tokens(" Second", False)
+    assert [s.text for s in conv.turns[-1].sentences] == ["No router.", " Second"]
+    assert len(conv.routed_sentences()) == 4
+    conv.turns.pop()
+    assert conv.drop_last_reply() == "Add 2 and 3." and len(conv.turns) == 1  # regenerate answers it again
+
+
+def test_export_json_and_markdown(tmp_path):
+    conv = conversation()
+    data = json.loads(export.save(conv, tmp_path / "c.json", model="tiny").read_text(encoding="utf-8"))
+    assert data["model"] == "tiny"
+    assert data["turns"][1]["sentences"][1] == {"text": " Done | ok", "probs": {"math": 0.4, "code": 0.6},
+                                                "selected": {"code": 1.0}, "routing_ms": 0.4}
+    md = export.save(conv, tmp_path / "c.md").read_text(encoding="utf-8")
+    assert "| 1 | It is 5. | math 1.00 |" in md and "| 2 | Done \\| ok | code 1.00 |" in md

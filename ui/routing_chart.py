@@ -1,0 +1,123 @@
+"""Bar chart of every adapter's router probability for one sentence: horizontal bars, the selected (kept) ones
+first in their adapter colours with weight labels, a dashed line at the top-p cut, the rest grey.
+
+One BarGraphItem is updated in place with setOpts (no items created per update). Rows have a fixed pixel
+height range and the chart scrolls, so names stay readable from 1 to hundreds of adapters."""
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics
+from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
+
+from ui.colors import UNSELECTED, adapter_brush
+
+ROW_PX = (22, 36)         # min, max pixel height of one adapter row
+NAME_CHARS = 24           # longer adapter names are elided on the axis (full name in the tooltip)
+X_STEPS = (0.1, 0.2, 0.5, 1.0)  # x range snaps to these so bars do not jump with every update
+
+
+class RoutingChart(QWidget):
+    def __init__(self):
+        super().__init__()
+        self.title = QLabel("Routing", objectName="panelTitle")
+        self.note = QLabel(objectName="panelNote", wordWrap=True)
+        self.plot = pg.PlotWidget(background="w")
+        self.plot.hideButtons()
+        self.plot.setMenuEnabled(False)
+        self.plot.hideAxis("bottom")
+        self.plot.getAxis("left").setStyle(tickLength=0)
+        vb = self.plot.getViewBox()
+        vb.invertY(True)                   # highest probability at the top
+        vb.setMouseEnabled(x=False, y=False)  # the wheel scrolls the surrounding area instead of zooming
+        self.bars = pg.BarGraphItem(x0=np.zeros(0), y=np.zeros(0), width=np.zeros(0), height=0.7,
+                                    pen=pg.mkPen(None), brushes=[])
+        self.plot.addItem(self.bars)
+        self.cut = pg.InfiniteLine(angle=0, pen=pg.mkPen("#c0392b", width=1.5, style=Qt.DashLine),
+                                   label="", labelOpts=dict(position=0.97, anchors=[(1, 1), (1, 1)],
+                                                            color="#c0392b"))
+        self.plot.addItem(self.cut)
+        self._labels: list[pg.TextItem] = []  # pool: grows to the most labels ever shown, then reused
+        self._names: list[str] = []
+        self._probs: dict[str, float] = {}
+        self.plot.scene().sigMouseMoved.connect(self._hover)
+
+        self.area = QScrollArea(widgetResizable=True, frameShape=QFrame.NoFrame)
+        self.area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.area.setWidget(self.plot)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 8, 8, 4)
+        layout.setSpacing(2)
+        layout.addWidget(self.title)
+        layout.addWidget(self.note)
+        layout.addWidget(self.area, 1)
+        self.set_routing({}, {}, None)
+
+    def set_routing(self, probs: dict[str, float], selected: dict[str, float], top_p: float | None,
+                    title: str = "Routing"):
+        """Show one sentence's routing: `probs` over all adapters, `selected` the mix in force."""
+        values = probs or selected  # no router: show the pinned mix itself
+        names = sorted(values, key=lambda n: (n not in selected, -values[n]))  # kept first, then by probability
+        n, k = len(names), sum(1 for name in names if name in selected)
+        widths = np.array([values[name] for name in names], dtype=float)
+        self._names, self._probs = names, probs
+        self.title.setText(title)
+        self.note.setText("" if n else "No routing yet: send a message to see the router's choice per sentence.")
+        self.note.setVisible(not n)
+        brushes = [adapter_brush(name) if name in selected else _GREY for name in names]
+        self.bars.setOpts(x0=np.zeros(n), y=np.arange(n, dtype=float), width=widths, height=0.7, brushes=brushes)
+
+        x_max = next((s for s in X_STEPS if widths.max(initial=0) <= s), 1.0) * 1.22  # room for the labels
+        self.plot.setRange(xRange=(0, x_max), yRange=(-0.5, max(n, 1) - 0.5), padding=0)
+        self.plot.getAxis("left").setTicks([[(i, _elide(name)) for i, name in enumerate(names)]])
+        self._fit_axis(names)
+
+        show_cut = bool(probs) and 0 < k < n
+        self.cut.setVisible(show_cut)
+        if show_cut:
+            self.cut.setPos(k - 0.5)
+            self.cut.label.setFormat(f"top-p {top_p:.2f}" if top_p is not None else "cut")
+
+        kept = names[:k]
+        while len(self._labels) < len(kept):
+            label = pg.TextItem(anchor=(0, 0.5), color="#222")
+            self.plot.addItem(label)
+            self._labels.append(label)
+        for i, label in enumerate(self._labels):
+            label.setVisible(i < len(kept))
+            if i < len(kept):
+                label.setText(f" {selected[kept[i]]:.2f}")
+                label.setPos(widths[i], i)
+        self._fit_height()
+
+    def bar_values(self) -> dict[str, float]:
+        """What the bars show now, by adapter name (tests and probes read this)."""
+        return dict(zip(self._names, self.bars.opts["width"].tolist()))
+
+    def _fit_axis(self, names):
+        width = max((QFontMetrics(QFont()).horizontalAdvance(_elide(n)) for n in names), default=40)
+        self.plot.getAxis("left").setWidth(width + 12)
+
+    def _fit_height(self):
+        rows = max(len(self._names), 1)
+        row_px = min(ROW_PX[1], max(ROW_PX[0], self.area.viewport().height() // rows))
+        self.plot.setFixedHeight(rows * row_px + 8)
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        self._fit_height()
+
+    def _hover(self, pos):
+        row = round(self.plot.getViewBox().mapSceneToView(pos).y())
+        if 0 <= row < len(self._names):
+            name = self._names[row]
+            p = self._probs.get(name)
+            self.plot.setToolTip(name if p is None else f"{name}: p = {p:.4f}")
+        else:
+            self.plot.setToolTip("")
+
+
+_GREY = QBrush(UNSELECTED)
+
+
+def _elide(name: str) -> str:
+    return name if len(name) <= NAME_CHARS else name[:NAME_CHARS - 1] + "…"
