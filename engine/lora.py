@@ -1,0 +1,205 @@
+"""The adapter bank and fused multi-LoRA: every adapter resident, any weighted mix switched in place.
+
+Per linear kind (q_proj, ..., down_proj) and per device the bank keeps
+    A [n_layers, N, r_max, in]     B [n_layers, N, out, r_max]   (B already times the PEFT scaling)
+zero-padded to the largest rank; a module an adapter lacks stays zero. Two ways to apply a mix:
+  merged   - W = W0 + sum_i w_i B_i A_i written into the model's stacked weight with one baddbmm per
+             kind; decoding then costs exactly the base model. Needs a copy W0 of the targeted weights.
+  gathered - fixed slots A_sel [n_layers, rows, K*r, in], B_sel [n_layers, rows, out, K*r] (weights folded
+             into B, unused slots zero); each LoRALinear adds bmm(bmm(x, A_selᵀ), B_selᵀ) for its row.
+Both write into tensors that already exist, so captured CUDA graphs stay valid across switches.
+"""
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .adapter_io import LoraWeights
+from .errors import AdapterError
+from .transformer import LINEAR_KINDS, MLP_KINDS
+
+
+class LoRALinear(nn.Module):
+    """Wraps a target nn.Linear once (PEFT style); `slots` is set only while a gathered mix is in force."""
+
+    def __init__(self, base_layer: nn.Linear):
+        super().__init__()
+        self.base_layer = base_layer
+        self.slots: tuple[torch.Tensor, torch.Tensor] | None = None  # A_sel [rows, R, in], B_sel [rows, out, R]
+
+    def forward(self, x):  # x: [B, T, in]
+        y = self.base_layer(x)
+        if self.slots is None:
+            return y
+        a, b = self.slots
+        rows = x.shape[0]
+        return y + torch.bmm(torch.bmm(x, a[:rows].transpose(1, 2)), b[:rows].transpose(1, 2))
+
+
+@dataclass
+class Group:
+    """One linear kind on one device: layers [start, start + n)."""
+    start: int
+    weight: torch.Tensor                  # [n, out, in] the model's stacked weight (views are the layers' weights)
+    A: torch.Tensor                       # [n, cap, r_max, in]
+    B: torch.Tensor                       # [n, cap, out, r_max]
+    W0: torch.Tensor | None = None        # [n, out, in] pristine copy, merged strategy only
+    A_sel: torch.Tensor | None = None     # [n, rows, K * r_max, in], gathered strategy only
+    B_sel: torch.Tensor | None = None     # [n, rows, out, K * r_max]
+
+
+def _parent(kind):
+    return "mlp" if kind in MLP_KINDS else "self_attn"
+
+
+class AdapterBank:
+    def __init__(self, model):
+        self.model = model
+        self.names: list[str] = []
+        self.info: dict[str, dict] = {}          # name -> source, rank, targets, nbytes, config
+        self.kinds: dict[str, list[Group]] = {}  # only kinds some adapter targets
+        self.r_max = 0
+        self.cap = 0
+        self.mode = "base"                       # "base" | "merged" | "gathered"
+        self.slots = (0, 0)                      # gathered slot buffers: (rows, K)
+        for layer in model.model.layers:
+            for kind in LINEAR_KINDS:
+                parent = getattr(layer, _parent(kind))
+                setattr(parent, kind, LoRALinear(getattr(parent, kind)))
+
+    def lora_linear(self, layer: int, kind: str) -> LoRALinear:
+        return getattr(getattr(self.model.model.layers[layer], _parent(kind)), kind)
+
+    # ---- adding and removing --------------------------------------------------------------------
+    def add(self, lw: LoraWeights):
+        """Upload one validated adapter. Builds all new tensors before touching the bank (all or nothing)."""
+        if lw.name in self.info:
+            raise AdapterError(f"an adapter named '{lw.name}' is already loaded; remove it or choose another name")
+        n, r, cap = len(self.names), max(self.r_max, lw.rank), self.cap
+        if n + 1 > cap or r > self.r_max:
+            cap = max(4, cap * 2) if n + 1 > cap else cap
+        new_kinds = {k: self._grown(k, cap, r) for k in set(self.kinds) | set(lw.targets)}
+        with torch.no_grad():
+            for name, (a, b) in lw.modules.items():
+                layer, kind = int(name.split(".")[2]), name.rsplit(".", 1)[1]
+                g = next(g for g in new_kinds[kind] if g.start <= layer < g.start + g.A.shape[0])
+                i = layer - g.start
+                g.A[i, n, : a.shape[0]] = a.to(g.A)
+                g.B[i, n, :, : b.shape[1]] = b.to(g.B)
+        self.restore_base()
+        self.kinds, self.r_max, self.cap = new_kinds, r, cap
+        self.slots = (0, 0)  # slot buffers are rebuilt at the next gathered switch
+        self.names.append(lw.name)
+        self.info[lw.name] = {"source": lw.source, "rank": lw.rank, "targets": lw.targets, "nbytes": lw.nbytes,
+                              "config": lw.config}
+
+    def _grown(self, kind, cap, r) -> list[Group]:
+        """The kind's groups with room for `cap` adapters of rank `r` (same tensors when they fit)."""
+        groups = []
+        for start, weight in self.model.stacks[kind]:
+            old = next((g for g in self.kinds.get(kind, []) if g.start == start), None)
+            if old is not None and old.A.shape[1] >= cap and old.A.shape[2] >= r:
+                groups.append(Group(start, weight, old.A, old.B, old.W0))
+                continue
+            n_layers, d_out, d_in = weight.shape
+            A = weight.new_zeros(n_layers, cap, r, d_in)
+            B = weight.new_zeros(n_layers, cap, d_out, r)
+            if old is not None:
+                n_old, r_old = old.A.shape[1], old.A.shape[2]
+                A[:, :n_old, :r_old] = old.A
+                B[:, :n_old, :, :r_old] = old.B
+            groups.append(Group(start, weight, A, B, old.W0 if old is not None else None))
+        return groups
+
+    def remove(self, name: str):
+        if name not in self.info:
+            raise AdapterError(f"no adapter named '{name}' (loaded: {', '.join(self.names) or 'none'})")
+        i, n = self.names.index(name), len(self.names)
+        self.restore_base()
+        with torch.no_grad():
+            for groups in self.kinds.values():
+                for g in groups:  # shift the later adapters down one slot and clear the last
+                    g.A[:, i : n - 1] = g.A[:, i + 1 : n].clone()
+                    g.B[:, i : n - 1] = g.B[:, i + 1 : n].clone()
+                    g.A[:, n - 1].zero_()
+                    g.B[:, n - 1].zero_()
+        self.names.remove(name)
+        del self.info[name]
+
+    # ---- switching ------------------------------------------------------------------------------
+    def _index(self, mix: dict[str, float]) -> tuple[list[int], list[float]]:
+        unknown = [k for k in mix if k not in self.info]
+        if unknown:
+            raise AdapterError(f"unknown adapter {unknown[0]!r} in mix (loaded: {', '.join(self.names) or 'none'})")
+        items = [(self.names.index(k), float(w)) for k, w in mix.items() if w != 0]
+        return [i for i, _ in items], [w for _, w in items]
+
+    def merge(self, mix: dict[str, float] | None):
+        """Write W0 + ΔW_mix into every targeted weight in place (one baddbmm per kind and device)."""
+        self._set_gathered(False)
+        idx, w = self._index(mix or {})
+        if not idx:
+            return self.restore_base()
+        with torch.no_grad():
+            for groups in self.kinds.values():
+                for g in groups:
+                    if g.W0 is None:
+                        g.W0 = g.weight.clone()
+                    n_layers, d_out, d_in = g.weight.shape
+                    i = torch.tensor(idx, device=g.A.device)
+                    wt = torch.tensor(w, device=g.A.device, dtype=g.B.dtype)
+                    a = g.A.index_select(1, i).reshape(n_layers, -1, d_in)                  # [n, K*r, in]
+                    b = (g.B.index_select(1, i) * wt[None, :, None, None])                  # [n, K, out, r]
+                    b = b.permute(0, 2, 1, 3).reshape(n_layers, d_out, -1)                  # [n, out, K*r]
+                    torch.baddbmm(g.W0, b, a, out=g.weight)
+        self.mode = "merged"
+
+    def restore_base(self):
+        if self.mode == "merged":
+            with torch.no_grad():
+                for groups in self.kinds.values():
+                    for g in groups:
+                        g.weight.copy_(g.W0)
+        self._set_gathered(False)
+        self.mode = "base"
+
+    def gather(self, mixes: list[dict[str, float] | None]):
+        """Per-row mixes for a batch: fill the slot buffers in place (rows beyond len(mixes) are unused)."""
+        if self.mode == "merged":
+            self.restore_base()
+        rows = [self._index(m or {}) for m in mixes]
+        k = max(1, max(len(i) for i, _ in rows))
+        if len(mixes) > self.slots[0] or k > self.slots[1]:
+            self._alloc_slots(max(len(mixes), self.slots[0]), max(k, self.slots[1]))
+        rows_n, k = self.slots
+        idx = torch.zeros(rows_n, k, dtype=torch.long)
+        wts = torch.zeros(rows_n, k)
+        for r, (i, w) in enumerate(rows):
+            idx[r, : len(i)] = torch.tensor(i, dtype=torch.long)
+            wts[r, : len(w)] = torch.tensor(w)
+        with torch.no_grad():
+            for groups in self.kinds.values():
+                for g in groups:
+                    n_layers, d_out, d_in = g.weight.shape
+                    flat = idx.flatten().to(g.A.device)
+                    a = g.A.index_select(1, flat).reshape(n_layers, rows_n, -1, d_in)      # [n, rows, K*r, in]
+                    b = g.B.index_select(1, flat) * wts.flatten().to(g.B)[None, :, None, None]
+                    b = b.reshape(n_layers, rows_n, k, d_out, -1).permute(0, 1, 3, 2, 4)    # [n, rows, out, K, r]
+                    g.A_sel.copy_(a)
+                    g.B_sel.copy_(b.reshape(n_layers, rows_n, d_out, -1))
+        self._set_gathered(True)
+        self.mode = "gathered"
+
+    def _alloc_slots(self, rows, k):
+        for groups in self.kinds.values():
+            for g in groups:
+                n_layers, d_out, d_in = g.weight.shape
+                g.A_sel = g.weight.new_zeros(n_layers, rows, k * self.r_max, d_in)
+                g.B_sel = g.weight.new_zeros(n_layers, rows, d_out, k * self.r_max)
+        self.slots = (rows, k)
+
+    def _set_gathered(self, on: bool):
+        for kind, groups in self.kinds.items():
+            for g in groups:
+                for i in range(g.weight.shape[0]):
+                    self.lora_linear(g.start + i, kind).slots = (g.A_sel[i], g.B_sel[i]) if on else None
