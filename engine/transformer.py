@@ -75,10 +75,11 @@ class KVCache(nn.Module):
         self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
 
     def update(self, input_pos, k, v):
-        # input_pos: [T] cache slots; k, v: [B, nkv, T, hd]
-        self.k.index_copy_(2, input_pos, k)
-        self.v.index_copy_(2, input_pos, v)
-        return self.k, self.v
+        # input_pos: [T] cache slots; k, v: [B, nkv, T, hd] for the first B rows of the cache
+        rows = k.shape[0]
+        self.k[:rows].index_copy_(2, input_pos, k)
+        self.v[:rows].index_copy_(2, input_pos, v)
+        return self.k[:rows], self.v[:rows]
 
 
 def rotate_half(x):
@@ -158,9 +159,10 @@ class Transformer(nn.Module):
             return
         batch, max_seq = max(batch, self.cache_shape[0]), max(max_seq, self.cache_shape[1])
         a = self.args
+        dtype = self.lm_head.weight.dtype
         for layer in self.model.layers:
-            w = layer.self_attn.q_proj.weight
-            layer.self_attn.kv_cache = KVCache(batch, a.n_kv_heads, max_seq, a.head_dim, w.dtype, w.device)
+            device = layer.input_layernorm.weight.device
+            layer.self_attn.kv_cache = KVCache(batch, a.n_kv_heads, max_seq, a.head_dim, dtype, device)
         if self.rope.shape[0] < max_seq:
             self.rope = rope_table_fn(max_seq).to(self.lm_head.weight.device)
         self.cache_shape = (batch, max_seq)

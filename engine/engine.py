@@ -1,0 +1,316 @@
+"""Engine: a local model, its adapter bank, an optional router, and the sentence-routed decode loop."""
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from .adapter_io import read_adapter
+from .chat import build_prompt
+from .decode import cache_len, compiled_step, prefill
+from .errors import SwitchboardError
+from .events import DoneEvent, RoutingEvent, TokenEvent
+from .lora import AdapterBank
+from .model import load_model
+from .sampling import Sampling
+from .text import Detokenizer, SentenceSplitter
+
+
+class Engine:
+    def __init__(self, model, tokenizer, hf_config, model_dir: Path, strategy: str = "auto"):
+        self.model, self.tokenizer, self.hf_config = model, tokenizer, hf_config
+        self.model_dir = model_dir
+        self.model_name = model_dir.name
+        self.device = model.lm_head.weight.device
+        self.bank = AdapterBank(model)
+        self.router = None
+        self.strategy = strategy                # "auto" | "merged" | "gathered"
+        self.context_len = hf_config.max_position_embeddings
+        self.eos_ids = _eos_ids(tokenizer, model_dir)
+        self._step = compiled_step(self.device)
+        self._cancel = threading.Event()
+        self._mix_key = None                    # the mix now in force, to skip switches that change nothing
+
+    @classmethod
+    def load(cls, model_dir, device: str = "auto", dtype: str = "auto", allow_pickle: bool = False,
+             strategy: str = "auto") -> "Engine":
+        model, tokenizer, cfg = load_model(model_dir, device, dtype, allow_pickle)
+        return cls(model, tokenizer, cfg, Path(model_dir).expanduser(), strategy)
+
+    # ---- adapters and router ---------------------------------------------------------------------
+    @property
+    def adapters(self) -> list[str]:
+        return list(self.bank.names)
+
+    def module_shapes(self) -> dict[str, tuple[int, int]]:
+        """Targetable linear layers: HF module name -> (in_features, out_features)."""
+        a = self.model.args
+        return {f"model.layers.{i}.{'mlp' if k.endswith(('gate_proj', 'up_proj', 'down_proj')) else 'self_attn'}.{k}":
+                a.linear_shape(k) for i in range(a.n_layers) for k in ("q_proj", "k_proj", "v_proj", "o_proj",
+                                                                       "gate_proj", "up_proj", "down_proj")}
+
+    def add_adapter(self, path, name=None, allow_pickle: bool = False) -> dict:
+        """Read, validate and upload a PEFT adapter (folder or .zip). AdapterError leaves the bank unchanged."""
+        lw = read_adapter(path, self.module_shapes(), name=name, allow_pickle=allow_pickle)
+        self.bank.add(lw)
+        self._mix_key = None
+        return {"name": lw.name, **self.bank.info[lw.name]}
+
+    def remove_adapter(self, name: str):
+        self.bank.remove(name)
+        self._mix_key = None
+
+    def load_router(self, path):
+        from .router import Router
+
+        self.router = Router.load(path, adapters=self.adapters)
+        return self.router
+
+    # ---- switching -------------------------------------------------------------------------------
+    def apply_mix(self, mix, rows: int = 1):
+        """mix: None (base), {name: weight} for every row, or a list with one dict (or None) per row."""
+        if isinstance(mix, list):
+            if len(mix) != rows:
+                raise SwitchboardError(f"{len(mix)} mixes for a batch of {rows} rows")
+            if all(m == mix[0] for m in mix):
+                mix = mix[0]
+        key = repr(mix) if isinstance(mix, list) else ("one", tuple(sorted((mix or {}).items())), rows)
+        if key == self._mix_key:
+            return
+        if isinstance(mix, list) or (mix and self._use_gathered()):
+            self.bank.gather(mix if isinstance(mix, list) else [mix] * rows)
+        else:
+            self.bank.merge(mix)
+        self._mix_key = key
+
+    def _use_gathered(self) -> bool:
+        if self.strategy != "auto":
+            return self.strategy == "gathered"
+        if self.device.type != "cuda" or self.bank.mode == "merged":
+            return False
+        w0 = sum(g.weight.numel() * g.weight.element_size() for gs in self.bank.kinds.values() for g in gs
+                 if g.W0 is None)
+        return w0 > 0.9 * torch.cuda.mem_get_info(self.device)[0]  # the W0 copies would not fit
+
+    # ---- forward passes ----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def logits(self, input_ids, mix=None) -> torch.Tensor:
+        """[B, T] ids -> [B, T, V] float32 logits under `mix` (see apply_mix)."""
+        ids = torch.as_tensor(input_ids, device=self.device)
+        ids = ids[None] if ids.dim() == 1 else ids
+        rows, T = ids.shape
+        self.apply_mix(mix, rows)
+        self.model.setup_caches(rows, cache_len(T), self.model.rope_table)
+        pad = torch.zeros(rows, dtype=torch.long, device=self.device)
+        return self.model(ids, torch.arange(T, device=self.device), pad).float()
+
+    def cancel(self):
+        """Thread-safe: the running generate() stops after the current token and ends with a DoneEvent."""
+        self._cancel.set()
+
+    def generate(self, messages, *, mix=None, route=None, top_p=0.8, max_adapters=None, pinned=(), muted=(),
+                 enabled=None, max_new_tokens=256, temperature=0.0, top_k=0, sample_top_p=1.0,
+                 repetition_penalty=1.0, stop=(), ignore_eos=False, seed=None):
+        """Stream one assistant reply: RoutingEvent before every sentence, TokenEvents, then a DoneEvent.
+
+        The mix for each sentence comes from `mix` (fixed), else `route(context, sentence)` (a callback that
+        returns {name: weight} or a Routing), else the loaded router with top_p / max_adapters / pinned /
+        muted / enabled, else the base model."""
+        rows = self.generate_rows([messages], mix=None if mix is None else [mix], route=route, top_p=top_p,
+                                  max_adapters=max_adapters, pinned=pinned, muted=muted, enabled=enabled,
+                                  max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                                  sample_top_p=sample_top_p, repetition_penalty=repetition_penalty, stop=stop,
+                                  ignore_eos=ignore_eos, seed=seed)
+        yield from rows
+
+    def generate_batch(self, conversations, mixes=None, **kw) -> list[dict]:
+        """Several conversations at once, each row with its own mix (a list of dicts) or its own routing.
+        -> one dict per row: text, tokens, stop_reason, routing (list of RoutingEvent)."""
+        out = [{"text": "", "tokens": 0, "stop_reason": None, "routing": []} for _ in conversations]
+        for ev in self.generate_rows(conversations, mix=mixes, **kw):
+            row = out[ev.row]
+            if isinstance(ev, TokenEvent):
+                row["text"] += ev.text
+            elif isinstance(ev, RoutingEvent):
+                row["routing"].append(ev)
+            else:
+                row["tokens"], row["stop_reason"] = ev.stats["tokens"], ev.stats["stop_reason"]
+                row["stats"] = ev.stats
+        return out
+
+    @torch.inference_mode()
+    def generate_rows(self, conversations, *, mix=None, route=None, top_p=0.8, max_adapters=None, pinned=(),
+                      muted=(), enabled=None, max_new_tokens=256, temperature=0.0, top_k=0, sample_top_p=1.0,
+                      repetition_penalty=1.0, stop=(), ignore_eos=False, seed=None):
+        if max_new_tokens < 1:
+            raise SwitchboardError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        self._cancel.clear()
+        t_start = time.perf_counter()
+        if seed is not None:
+            torch.manual_seed(seed)
+        prompts = [build_prompt(self.tokenizer, c, self.context_len - max_new_tokens) for c in conversations]
+        rows, longest = len(prompts), max(len(ids) for ids, _ in prompts)
+        pick = self._router_fn(route, top_p, max_adapters, pinned, muted, enabled)
+        sampling = Sampling(temperature, top_k, sample_top_p, repetition_penalty)
+        dev = self.device
+        self.model.setup_caches(rows, cache_len(longest + max_new_tokens), self.model.rope_table)
+
+        # left-pad the prompts; every row shares the cache slots, `pad` hides each row's padding
+        pad = torch.tensor([longest - len(ids) for ids, _ in prompts], device=dev)
+        ids = torch.tensor([[self.tokenizer.pad_token_id or 0] * (longest - len(p)) + p for p, _ in prompts],
+                           device=dev)
+        params = sampling.tensors(dev)
+        seen = None
+        if repetition_penalty != 1.0:
+            seen = torch.zeros(rows, self.model.args.vocab_size, dtype=torch.bool, device=dev)
+            for i, (p, _) in enumerate(prompts):
+                seen[i, torch.tensor(p, device=dev)] = True
+
+        streams = [_Stream(self, c, p, stop) for c, (p, _) in zip(conversations, prompts)]
+        fixed = mix if mix is not None else None
+        mixes = [self._route_row(i, s, pick, fixed) for i, s in enumerate(streams)]
+        yield from (s.routing[-1] for s in streams)
+        self.apply_mix(mixes if rows > 1 else mixes[0], rows)
+
+        t0 = time.perf_counter()
+        nxt = prefill(self.model, ids, torch.arange(longest, device=dev), pad, seen, params, sampling.greedy)
+        ttft = None
+        pos = longest
+        step_input_pos = torch.empty(1, dtype=torch.long, device=dev)
+        for n in range(1, max_new_tokens + 1):
+            tokens = nxt.tolist()  # the one device-to-host transfer per step
+            if ttft is None:
+                ttft = (time.perf_counter() - t0) * 1000
+                t_decode = time.perf_counter()
+            rerouted = False
+            for i, s in enumerate(streams):
+                if s.done:
+                    continue
+                if tokens[i] in self.eos_ids and not ignore_eos:
+                    s.finish("eos")
+                else:
+                    yield from s.push(tokens[i], i)
+                    if s.done:
+                        continue
+                    if n == max_new_tokens:
+                        s.finish("length")
+                    elif self._cancel.is_set():
+                        s.finish("cancel")
+                    elif s.sentence_ended:
+                        mixes[i] = self._route_row(i, s, pick, fixed)
+                        yield s.routing[-1]
+                        rerouted = True
+            if all(s.done for s in streams):
+                break
+            if seen is not None:
+                seen.scatter_(1, nxt[:, None], True)
+            if rerouted:
+                t_switch = time.perf_counter()
+                self.apply_mix(mixes if rows > 1 else mixes[0], rows)
+                for s in streams:
+                    s.switch_ms += (time.perf_counter() - t_switch) * 1000 / rows
+            step_input_pos.fill_(pos)
+            nxt = self._step(self.model, nxt[:, None], step_input_pos, pad, seen, params, sampling.greedy).clone()
+            pos += 1
+        elapsed = time.perf_counter() - t_decode
+        for i, s in enumerate(streams):
+            yield from s.close(i)
+            decoded = max(s.tokens - 1, 0)
+            yield DoneEvent(row=i, stats={
+                "tokens": s.tokens, "prompt_tokens": len(prompts[i][0]), "dropped_turns": prompts[i][1],
+                "ttft_ms": ttft, "tokens_per_s": decoded / elapsed if elapsed > 0 and decoded else 0.0,
+                "ms_per_token": elapsed * 1000 / decoded if decoded else 0.0, "stop_reason": s.stop_reason,
+                "routing_ms": s.routing_ms, "switch_ms": s.switch_ms, "sentences": len(s.routing),
+                "total_s": time.perf_counter() - t_start})
+
+    def _router_fn(self, route, top_p, max_adapters, pinned, muted, enabled):
+        if route is not None:
+            return route
+        if self.router is None:
+            return None
+        return lambda context, _sentence: self.router.route(context, top_p=top_p, max_adapters=max_adapters,
+                                                            pinned=pinned, muted=muted, enabled=enabled)
+
+    def _route_row(self, row, stream, pick, fixed):
+        t = time.perf_counter()
+        if fixed is not None:
+            result = fixed[row] or {}
+        elif pick is not None:
+            result = pick(stream.context(), len(stream.routing))
+        else:
+            result = {}
+        probs, selected = ({}, dict(result)) if isinstance(result, dict) else (result.probs, result.selected)
+        ms = (time.perf_counter() - t) * 1000
+        stream.routing_ms += ms
+        stream.routing.append(RoutingEvent(len(stream.routing), probs, selected, ms, row))
+        return selected or None
+
+    def warmup(self, max_seq: int = 512):
+        """Capture the decode graph for a chat-sized cache, so the first real reply starts at full speed.
+        -> seconds spent (compile time on CUDA; small on the CPU)."""
+        t = time.perf_counter()
+        for _ in self.generate([{"role": "user", "content": "Hello"}], max_new_tokens=min(8, max_seq // 2),
+                               ignore_eos=True):
+            pass
+        return time.perf_counter() - t
+
+
+class _Stream:
+    """One row's text state: detokenizer, sentence splitter, stop strings, routing trace."""
+
+    def __init__(self, engine, conversation, prompt_ids, stop):
+        self.detok = Detokenizer(engine.tokenizer, prefix_ids=prompt_ids[-8:])
+        self.splitter = SentenceSplitter()
+        self.stop = [s for s in stop if s]
+        self.history = "\n".join(m["content"] for m in conversation)
+        self.text = ""          # generated text so far
+        self.sent = 0           # characters of `text` already emitted
+        self.tokens = 0
+        self.routing: list[RoutingEvent] = []
+        self.routing_ms = self.switch_ms = 0.0
+        self.sentence_ended = False
+        self.done, self.stop_reason = False, None
+
+    def context(self) -> str:
+        return f"{self.history}\n{self.text}"
+
+    def push(self, token: int, row: int):
+        self.tokens += 1
+        piece = self.detok.push(token)
+        self.sentence_ended = bool(self.splitter.feed(piece))
+        self.text += piece
+        hit = min((i for i in (self.text.find(s, max(0, self.sent - len(s))) for s in self.stop) if i >= 0),
+                  default=-1)
+        if hit >= 0:  # a stop string: emit what precedes it and end the row
+            yield from self._emit(hit, row, False)
+            self.text = self.text[:hit]
+            self.finish("stop")
+            return
+        # hold back a tail that could still become a stop string
+        hold = max((k for s in self.stop for k in range(1, len(s)) if self.text.endswith(s[:k])), default=0)
+        yield from self._emit(len(self.text) - hold, row, self.sentence_ended)
+
+    def _emit(self, upto, row, sentence_end):
+        if upto > self.sent or sentence_end:
+            yield TokenEvent(self.text[self.sent:upto], sentence_end, row)
+            self.sent = upto
+
+    def finish(self, reason):
+        self.done, self.stop_reason = True, reason
+
+    def close(self, row):
+        if self.stop_reason != "stop":
+            self.text += self.detok.flush()
+            yield from self._emit(len(self.text), row, False)
+
+
+def _eos_ids(tokenizer, model_dir: Path) -> set[int]:
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    try:
+        from transformers import GenerationConfig
+
+        eos = GenerationConfig.from_pretrained(model_dir, local_files_only=True).eos_token_id
+        ids |= set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    except (OSError, ValueError):
+        pass  # no generation_config.json: the tokenizer's EOS is all there is
+    return ids
