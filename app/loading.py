@@ -1,0 +1,40 @@
+"""Open an engine the way the app and the CLI both do: a model folder (else the bundled demo),
+its adapters and router. Pure Python; the GUI worker calls it on its thread."""
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine import Engine, ModelError
+
+from .paths import DEMO_DIR, demo_available
+
+
+@dataclass
+class Opened:
+    engine: Engine
+    demo: bool            # True when the bundled demo model was opened
+    description: str      # e.g. "demo model (cpu, float32, 6 adapters)"
+    refused: list         # [(path, reason)] adapters that could not be loaded
+
+
+def open_engine(model_dir=None, *, library_dir=None, device="auto", dtype="auto", allow_pickle=False,
+                progress=None) -> Opened:
+    """model_dir None -> the demo (with its adapters and router). library_dir: adapter folders to load."""
+    demo = model_dir is None
+    if demo:
+        if not demo_available():
+            raise ModelError("no model folder is configured and the bundled demo is not installed: "
+                             "choose a model folder (switchboard chat --model DIR, or Settings in the app)")
+        model_dir = DEMO_DIR / "model"
+    engine = Engine.load(model_dir, device=device, dtype=dtype, allow_pickle=allow_pickle)
+    refused = []
+    if library_dir is not None:
+        from .library import Library
+
+        refused = Library(library_dir).load_into(engine, progress=progress)
+    elif demo:
+        for path in sorted(p for p in (DEMO_DIR / "adapters").iterdir() if p.is_dir()):
+            engine.add_adapter(path)
+        engine.load_router(DEMO_DIR / "router.safetensors")
+    what = "demo model" if demo else f"model {Path(model_dir).name}"
+    dtype_name = str(engine.model.lm_head.weight.dtype).removeprefix("torch.")
+    return Opened(engine, demo, f"{what} ({engine.device}, {dtype_name}, {len(engine.adapters)} adapters)", refused)
