@@ -305,6 +305,8 @@ class _Stream:
 
 
 def _eos_ids(tokenizer, model_dir: Path) -> set[int]:
+    if tokenizer is None:  # a benchmark model built from a shape: token ids only
+        return set()
     ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
     try:
         from transformers import GenerationConfig

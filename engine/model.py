@@ -142,17 +142,21 @@ def load_model(model_dir, device: str = "auto", dtype: str = "auto", allow_pickl
     except Exception as e:  # noqa: BLE001
         raise ModelError(f"the tokenizer in {model_dir} failed to load: {e}") from None
     dev = resolve_device(device)
-    dt = resolve_dtype(dtype, dev, cfg)
-    args = ModelArgs.from_hf(cfg)
-    model = build(args, layer_devices(args, dev, dt), dt)
+    model = assemble(cfg, dev, resolve_dtype(dtype, dev, cfg), iter_tensors(files), str(model_dir))
+    return model, tokenizer, cfg
 
+
+def assemble(cfg, device: torch.device, dtype: torch.dtype, tensors, where: str) -> Transformer:
+    """Build the Transformer for `cfg` and fill it from (name, tensor) pairs in Hugging Face naming."""
+    args = ModelArgs.from_hf(cfg)
+    model = build(args, layer_devices(args, device, dtype), dtype)
     params = dict(model.named_parameters())
     filled = set()
     with torch.no_grad():
-        for key, tensor in iter_tensors(files):
+        for key, tensor in tensors:
             if key in params:
                 if tuple(tensor.shape) != tuple(params[key].shape):
-                    raise ModelError(f"{model_dir}: weight {key} has shape {list(tensor.shape)}, "
+                    raise ModelError(f"{where}: weight {key} has shape {list(tensor.shape)}, "
                                      f"config.json implies {list(params[key].shape)}")
                 params[key].copy_(tensor)
                 filled.add(key)
@@ -166,9 +170,9 @@ def load_model(model_dir, device: str = "auto", dtype: str = "auto", allow_pickl
         filled.add("lm_head.weight")
     missing = sorted(set(params) - filled)
     if missing:
-        raise ModelError(f"{model_dir}: the weights lack {len(missing)} tensors the config needs, e.g. {missing[0]}")
+        raise ModelError(f"{where}: the weights lack {len(missing)} tensors the config needs, e.g. {missing[0]}")
     model.rope_table = make_rope_table(cfg)
-    return model.eval(), tokenizer, cfg
+    return model.eval()
 
 
 def make_rope_table(cfg):

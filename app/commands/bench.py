@@ -1,0 +1,37 @@
+"""`switchboard bench`: engine vs Hugging Face vs PEFT decode speed, side by side in one run."""
+import sys
+
+
+def add_parser(sub):
+    p = sub.add_parser("bench", help="measure decode speed: engine vs Hugging Face and PEFT",
+                       description="Builds a random-init model of a real shape (or loads --model), writes N random "
+                                   "PEFT adapters to disk and loads them through add_adapter, then times every "
+                                   "variant interleaved and prints a table (medians over --runs rounds).")
+    p.add_argument("--shape", default="tiny", choices=["llama3-8b", "qwen2-1.5b", "tiny"])
+    p.add_argument("--model", help="a local model folder instead of --shape")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--adapters", type=int, default=100, help="random rank-R adapters to load (0: base only)")
+    p.add_argument("--rank", type=int, default=8)
+    p.add_argument("--targets", default="q_proj,v_proj", help="comma-separated module kinds, or all-linear")
+    p.add_argument("--prompt", type=int, default=256, help="prompt tokens")
+    p.add_argument("--new", type=int, default=128, help="new tokens (EOS ignored)")
+    p.add_argument("--runs", type=int, default=3, help="interleaved rounds; the median is reported")
+    p.add_argument("--no-peft", action="store_true", help="skip the PEFT baselines")
+    p.add_argument("--json", help="write all numbers to this file")
+
+
+def run(args) -> int:
+    from engine import SwitchboardError, bench
+
+    try:
+        res = bench.run(args.shape, args.model, args.device, args.dtype, args.adapters, args.rank, args.targets,
+                        args.prompt, args.new, args.runs, peft=not args.no_peft,
+                        log=lambda m: print(m, file=sys.stderr, flush=True))
+    except SwitchboardError as e:
+        print(f"switchboard bench: {e}", file=sys.stderr)
+        return 2
+    print(bench.table(res))
+    if args.json:
+        bench.save(res, args.json)
+    return 0
