@@ -139,6 +139,8 @@ def _check_members(zpath: Path, infos: list[zipfile.ZipInfo]):
     """Refuse the whole archive for zip-slip names, duplicate names and zip bombs, before reading anything."""
     seen = set()
     for i in infos:
+        if not i.filename:
+            raise AdapterError(f"{zpath}: a member has an empty name")
         parts = i.filename.replace("\\", "/").split("/")
         if i.filename.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", i.filename) or ".." in parts:
             raise AdapterError(f"{zpath}: member {i.filename!r} points outside the archive (absolute path or "

@@ -194,6 +194,7 @@ def test_refuses_missing_and_unreadable_files(good, module_shapes, tmp_path):
     (b'{"peft_type": "LORA",', "not valid JSON"),
     (b'{"peft_type": "LO\xffRA"}', "not valid JSON"),
     (b'["LORA"]', "expected a JSON object, got list"),
+    (b"[" * 100_000, "not valid JSON"),
 ])
 def test_refuses_bad_json(good, module_shapes, data, expected):
     (good / "adapter_config.json").write_bytes(data)
@@ -312,6 +313,10 @@ def test_zip_layout_refusals(good, llama_adapters, module_shapes, tmp_path):
     with zipfile.ZipFile(none, "w") as zf:
         zf.writestr("README.md", "hi")
     refused(none, module_shapes, str(none), "no adapter_config.json")
+    empty_name = zip_dir(good, tmp_path / "empty_name.zip")
+    with zipfile.ZipFile(empty_name, "a") as zf:
+        zf.writestr(zipfile.ZipInfo(""), b"x")
+    refused(empty_name, module_shapes, str(empty_name), "a member has an empty name")
     dup = zip_dir(good, tmp_path / "dup.zip")
     with pytest.warns(UserWarning), zipfile.ZipFile(dup, "a") as zf:
         zf.writestr("adapter_config.json", b"{}")
