@@ -1,0 +1,60 @@
+"""`switchboard` with no arguments: the desktop app.
+
+Extra flags (for packaging/screenshot.sh and quick tries): --model DIR opens that model for this run only;
+--prompt TEXT sends it once the model is ready; --screenshot PNG saves the window after that reply and quits."""
+import argparse
+import sys
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from app.settings import APPLICATION, ORGANIZATION, Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    """argv: the arguments after the program name (as app.cli passes them)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(prog="switchboard")
+    parser.add_argument("--model", help="model folder to open (not saved to settings)")
+    parser.add_argument("--prompt", help="send this message once the model is ready")
+    parser.add_argument("--screenshot", help="save the window as this PNG after the reply, then quit")
+    args, qt_args = parser.parse_known_args(argv)
+
+    app = QApplication.instance() or QApplication(["switchboard", *qt_args])
+    app.setOrganizationName(ORGANIZATION)
+    app.setApplicationName(APPLICATION)
+    app.setStyle("Fusion")
+    from ui.main_window import MainWindow  # after QApplication: pyqtgraph reads the app's settings on import
+
+    window = MainWindow(Settings())
+    window.show()
+    window.open_default_model(args.model)
+    if args.prompt or args.screenshot:
+        _script(window, args.prompt, args.screenshot)
+    return app.exec()
+
+
+def _script(window, prompt: str | None, screenshot: str | None):
+    """Send `prompt` when the model is ready; save `screenshot` after the reply (or on a load error) and quit."""
+    sent = False
+
+    def on_done(name, result):
+        nonlocal sent
+        if name == "warm_up" and prompt and not sent:
+            sent = True
+            window.chat.input.setPlainText(prompt)
+            window.chat.send.click()
+        elif (name == "generate" or (name == "warm_up" and not prompt)) and screenshot:
+            QTimer.singleShot(500, save)
+
+    def save():
+        window.grab().save(screenshot)
+        print(f"screenshot: {screenshot}")
+        window.close()
+
+    window.worker.done.connect(on_done)
+    window.worker.failed.connect(lambda name, msg: name == "load_model" and screenshot and QTimer.singleShot(500, save))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
