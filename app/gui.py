@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _script(window, prompt: str | None, screenshot: str | None):
-    """Send `prompt` when the model is ready; save `screenshot` after the reply (or on a load error) and quit."""
+    """Send `prompt` when the model is ready; save `screenshot` after the reply (or on an error) and quit."""
     sent = False
 
     def on_done(name, result):
@@ -52,8 +52,12 @@ def _script(window, prompt: str | None, screenshot: str | None):
         print(f"screenshot: {screenshot}")
         window.close()
 
+    def on_failed(name, message):
+        if name in ("load_model", "warm_up", "generate") and screenshot:  # the window shows the error: keep that
+            QTimer.singleShot(500, save)
+
     window.worker.done.connect(on_done)
-    window.worker.failed.connect(lambda name, msg: name == "load_model" and screenshot and QTimer.singleShot(500, save))
+    window.worker.failed.connect(on_failed)
 
 
 if __name__ == "__main__":

@@ -3,22 +3,42 @@ import zlib
 
 from PySide6.QtGui import QBrush, QColor
 
-# 20 mid-saturation colours that stay readable as bars on white and as light tints behind text.
+# 20 qualitative colours that stay readable as bars on white and as light tints behind text.
 PALETTE = [
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-    "#9c755f", "#3d9fd6", "#8cd17d", "#d37295", "#499894", "#e6a23c", "#7b66d2", "#c85200",
-    "#2f8f5b", "#a0cbe8", "#d4a6c8", "#86bcb6",
+    "#9c755f", "#a0cbe8", "#8cd17d", "#d37295", "#499894", "#7b66d2", "#c85200", "#2f4b7c",
+    "#bcbd22", "#17becf", "#8c564b", "#f1ce63",
 ]
 BASE = QColor("#b8bec7")      # the base model (no adapter selected)
 UNSELECTED = QColor("#d5d9df")  # chart bars the top-p cut dropped
 TINT_ALPHA = 60               # of 255: sentence backgrounds stay readable under dark text
 
+_assigned: dict[str, int] = {}  # palette slot of each adapter in the current bank (see assign)
 _brushes: dict[str, QBrush] = {}
 
 
-def adapter_color(name: str) -> QColor:
+def _slot(name: str) -> int:
     # crc32, not hash(): Python's str hash is salted per process and colours must not change between runs
-    return QColor(PALETTE[zlib.crc32(name.encode("utf-8")) % len(PALETTE)])
+    return zlib.crc32(name.encode("utf-8")) % len(PALETTE)
+
+
+def assign(names: list[str]):
+    """Distinct colours for a bank's adapters while the palette lasts: each keeps its hashed slot unless an
+    adapter earlier in name order took it, then takes the next free slot. The same set always gets the same
+    colours, and an adapter keeps its colour across sessions unless it collides."""
+    _assigned.clear()
+    _brushes.clear()
+    taken: set[int] = set()
+    for name in sorted(names):
+        slot = _slot(name)
+        while slot in taken and len(taken) < len(PALETTE):
+            slot = (slot + 1) % len(PALETTE)
+        taken.add(slot)
+        _assigned[name] = slot
+
+
+def adapter_color(name: str) -> QColor:
+    return QColor(PALETTE[_assigned.get(name, _slot(name))])
 
 
 def adapter_brush(name: str) -> QBrush:
@@ -31,6 +51,6 @@ def adapter_brush(name: str) -> QBrush:
 
 def tint(name: str | None) -> QColor:
     """Background for a sentence led by adapter `name` (None: base model)."""
-    color = QColor(adapter_color(name)) if name else QColor(BASE)
+    color = adapter_color(name) if name else QColor(BASE)
     color.setAlpha(TINT_ALPHA)
     return color

@@ -13,6 +13,7 @@ from app.conversation import Conversation
 from app.settings import DEVICES, DTYPES, Settings
 from app.worker import EngineWorker
 from ui.chat_pane import ChatPane
+from ui import colors
 from ui.colors import tint
 from ui.controls import Controls
 from ui.routing_chart import RoutingChart
@@ -22,6 +23,7 @@ from ui.timeline import Timeline
 
 NO_MODEL_TEXT = ("LoRA Switchboard needs a local Hugging Face model folder (config.json, safetensors weights, "
                  "tokenizer). Choose one in Settings > Model folder.")
+BASE_NOTE = "Base model for this sentence: no router is loaded and no adapter is pinned."
 INSPECTED_ALPHA = 150  # the sentence shown in the chart gets a stronger tint than the others
 
 
@@ -94,6 +96,8 @@ class MainWindow(QMainWindow):
         self.setStyleSheet(STYLE_SHEET)
         self.setWindowTitle("LoRA Switchboard")
         self.resize(1280, 800)
+        self.splitter.setSizes([760, 520])
+        panel.setSizes([430, 170, 260])  # the chart gets most of the height
         for name, widget in (("geometry", self), ("main", self.splitter), ("panel", self._panel)):
             state = settings.window_state(name)
             if state is not None:
@@ -165,6 +169,7 @@ class MainWindow(QMainWindow):
             return
         if "adapters" in result:
             self.model_info = {**(self.model_info or {}), **result}
+            colors.assign(result["adapters"])
             self.controls.set_adapters(result["adapters"])
         if name == "load_model":
             self.chat.show_chat()
@@ -248,6 +253,8 @@ class MainWindow(QMainWindow):
         if "tokens_per_s" in stats:
             self.status_speed.setText(f"{stats['tokens_per_s']:.1f} tok/s")
         self._render_turn(len(self.conv.turns) - 1)
+        if self._inspected is None:
+            self._show_sentence(None)  # drop the "live" mark
         self._update_status()
 
     def _render_turn(self, index: int):
@@ -283,7 +290,7 @@ class MainWindow(QMainWindow):
         reply = sum(1 for t in self.conv.turns[:ti + 1] if t.role == "assistant")
         live = self.generating and sid == len(routed) - 1
         title = f"Routing · reply {reply}, sentence {si + 1}" + (" · live" if live else "")
-        self.chart.set_routing(s.probs, s.selected, self.conv.turns[ti].settings.get("top_p"), title)
+        self.chart.set_routing(s.probs, s.selected, self.conv.turns[ti].settings.get("top_p"), title, BASE_NOTE)
 
     def _inspect(self, sid: int):
         old, self._inspected = self._inspected, sid

@@ -14,6 +14,7 @@ from ui.colors import UNSELECTED, adapter_brush
 ROW_PX = (22, 36)         # min, max pixel height of one adapter row
 NAME_CHARS = 24           # longer adapter names are elided on the axis (full name in the tooltip)
 X_STEPS = (0.1, 0.2, 0.5, 1.0)  # x range snaps to these so bars do not jump with every update
+EMPTY_NOTE = "No routing yet: send a message to see the router's choice for every sentence."
 
 
 class RoutingChart(QWidget):
@@ -50,19 +51,22 @@ class RoutingChart(QWidget):
         layout.addWidget(self.title)
         layout.addWidget(self.note)
         layout.addWidget(self.area, 1)
+        layout.addStretch(0)  # takes the space while the area is hidden, so the title stays at the top
         self.set_routing({}, {}, None)
 
     def set_routing(self, probs: dict[str, float], selected: dict[str, float], top_p: float | None,
-                    title: str = "Routing"):
-        """Show one sentence's routing: `probs` over all adapters, `selected` the mix in force."""
+                    title: str = "Routing", empty_note: str = EMPTY_NOTE):
+        """Show one sentence's routing: `probs` over all adapters, `selected` the mix in force.
+        With neither, `empty_note` says why."""
         values = probs or selected  # no router: show the pinned mix itself
         names = sorted(values, key=lambda n: (n not in selected, -values[n]))  # kept first, then by probability
         n, k = len(names), sum(1 for name in names if name in selected)
         widths = np.array([values[name] for name in names], dtype=float)
         self._names, self._probs = names, probs
         self.title.setText(title)
-        self.note.setText("" if n else "No routing yet: send a message to see the router's choice per sentence.")
+        self.note.setText("" if n else empty_note)
         self.note.setVisible(not n)
+        self.area.setVisible(bool(n))
         brushes = [adapter_brush(name) if name in selected else _GREY for name in names]
         self.bars.setOpts(x0=np.zeros(n), y=np.arange(n, dtype=float), width=widths, height=0.7, brushes=brushes)
 
