@@ -1,12 +1,14 @@
 """The adapter bank and fused multi-LoRA: every adapter resident, any weighted mix switched in place.
 
-Per linear kind (q_proj, ..., down_proj) and per device the bank keeps
+Per Hugging Face kind (q_proj, ..., down_proj) and per device the bank keeps
     A [n_layers, N, r_max, in]     B [n_layers, N, out, r_max]   (B already times the PEFT scaling)
 zero-padded to the largest rank; a module an adapter lacks stays zero. Two ways to apply a mix:
-  merged   - W = W0 + sum_i w_i B_i A_i written into the model's stacked weight with one baddbmm per
-             kind; decoding then costs exactly the base model. Needs a copy W0 of the targeted weights.
-  gathered - fixed slots A_sel [n_layers, rows, K*r, in], B_sel [n_layers, rows, out, K*r] (weights folded
-             into B, unused slots zero); each LoRALinear adds bmm(bmm(x, A_selᵀ), B_selᵀ) for its row.
+  merged   - W = W0 + sum_i w_i B_i A_i written into the model's stacked weight (one batched matmul per
+             kind, engine/merge.py); decoding then costs exactly the base model. Needs a copy W0 of the
+             targeted weights.
+  gathered - per fused module (qkv_proj, ...) fixed slots A_sel [n_layers, rows, P*K*r, in] and
+             B_sel [n_layers, rows, out, P*K*r] for its P kinds (weights folded into B, block P writes only
+             kind P's rows, unused slots zero); each LoRALinear adds bmm(bmm(x, A_selᵀ), B_selᵀ) per row.
 Both write into tensors that already exist, so captured CUDA graphs stay valid across switches.
 """
 from dataclasses import dataclass
@@ -16,7 +18,8 @@ from torch import nn
 
 from .adapter_io import LoraWeights
 from .errors import AdapterError
-from .transformer import LINEAR_KINDS, MLP_KINDS
+from .merge import merge_into
+from .transformer import FUSED
 
 
 class LoRALinear(nn.Module):
@@ -38,18 +41,20 @@ class LoRALinear(nn.Module):
 
 @dataclass
 class Group:
-    """One linear kind on one device: layers [start, start + n)."""
+    """One Hugging Face kind on one device: layers [start, start + n)."""
     start: int
-    weight: torch.Tensor                  # [n, out, in] the model's stacked weight (views are the layers' weights)
+    weight: torch.Tensor                  # [n, out, in] row slice of the model's stacked fused weight
     A: torch.Tensor                       # [n, cap, r_max, in]
     B: torch.Tensor                       # [n, cap, out, r_max]
     W0: torch.Tensor | None = None        # [n, out, in] pristine copy, merged strategy only
-    A_sel: torch.Tensor | None = None     # [n, rows, K * r_max, in], gathered strategy only
-    B_sel: torch.Tensor | None = None     # [n, rows, out, K * r_max]
 
 
-def _parent(kind):
-    return "mlp" if kind in MLP_KINDS else "self_attn"
+@dataclass
+class Slots:
+    """Gathered-strategy buffers of one fused module on one device."""
+    start: int
+    A_sel: torch.Tensor                   # [n, rows, P * K * r_max, in]
+    B_sel: torch.Tensor                   # [n, rows, out, P * K * r_max]
 
 
 class AdapterBank:
@@ -61,14 +66,15 @@ class AdapterBank:
         self.r_max = 0
         self.cap = 0
         self.mode = "base"                       # "base" | "merged" | "gathered"
-        self.slots = (0, 0)                      # gathered slot buffers: (rows, K)
+        self.slots: dict[str, list[Slots]] = {}  # fused module -> gathered buffers per device
+        self.slot_shape = (0, 0)                 # (rows, K) of the gathered buffers
         for layer in model.model.layers:
-            for kind in LINEAR_KINDS:
-                parent = getattr(layer, _parent(kind))
-                setattr(parent, kind, LoRALinear(getattr(parent, kind)))
+            for fused, (parent, _) in FUSED.items():
+                module = getattr(layer, parent)
+                setattr(module, fused, LoRALinear(getattr(module, fused)))
 
-    def lora_linear(self, layer: int, kind: str) -> LoRALinear:
-        return getattr(getattr(self.model.model.layers[layer], _parent(kind)), kind)
+    def lora_linear(self, layer: int, fused: str) -> LoRALinear:
+        return getattr(getattr(self.model.model.layers[layer], FUSED[fused][0]), fused)
 
     # ---- adding and removing --------------------------------------------------------------------
     def add(self, lw: LoraWeights):
@@ -88,7 +94,7 @@ class AdapterBank:
                 g.B[i, n, :, : b.shape[1]] = b.to(g.B)
         self.restore_base()
         self.kinds, self.r_max, self.cap = new_kinds, r, cap
-        self.slots = (0, 0)  # slot buffers are rebuilt at the next gathered switch
+        self.slots, self.slot_shape = {}, (0, 0)  # rebuilt at the next gathered switch
         self.names.append(lw.name)
         self.info[lw.name] = {"source": lw.source, "rank": lw.rank, "targets": lw.targets, "nbytes": lw.nbytes,
                               "config": lw.config}
@@ -96,7 +102,7 @@ class AdapterBank:
     def _grown(self, kind, cap, r) -> list[Group]:
         """The kind's groups with room for `cap` adapters of rank `r` (same tensors when they fit)."""
         groups = []
-        for start, weight in self.model.stacks[kind]:
+        for start, weight in self.model.kind_stacks[kind]:
             old = next((g for g in self.kinds.get(kind, []) if g.start == start), None)
             if old is not None and old.A.shape[1] >= cap and old.A.shape[2] >= r:
                 groups.append(Group(start, weight, old.A, old.B, old.W0))
@@ -151,7 +157,7 @@ class AdapterBank:
                     a = g.A.index_select(1, i).reshape(n_layers, -1, d_in)                  # [n, K*r, in]
                     b = (g.B.index_select(1, i) * wt[None, :, None, None])                  # [n, K, out, r]
                     b = b.permute(0, 2, 1, 3).reshape(n_layers, d_out, -1)                  # [n, out, K*r]
-                    torch.baddbmm(g.W0, b, a, out=g.weight)
+                    merge_into(g.weight, g.W0, b, a)
         self.mode = "merged"
 
     def restore_base(self):
@@ -169,37 +175,49 @@ class AdapterBank:
             self.restore_base()
         rows = [self._index(m or {}) for m in mixes]
         k = max(1, max(len(i) for i, _ in rows))
-        if len(mixes) > self.slots[0] or k > self.slots[1]:
-            self._alloc_slots(max(len(mixes), self.slots[0]), max(k, self.slots[1]))
-        rows_n, k = self.slots
-        idx = torch.zeros(rows_n, k, dtype=torch.long)
-        wts = torch.zeros(rows_n, k)
+        if len(mixes) > self.slot_shape[0] or k > self.slot_shape[1]:
+            self._alloc_slots(max(len(mixes), self.slot_shape[0]), max(k, self.slot_shape[1]))
+        n_rows, k = self.slot_shape
+        idx = torch.zeros(n_rows, k, dtype=torch.long)
+        wts = torch.zeros(n_rows, k)
         for r, (i, w) in enumerate(rows):
             idx[r, : len(i)] = torch.tensor(i, dtype=torch.long)
             wts[r, : len(w)] = torch.tensor(w)
+        kr = k * self.r_max
         with torch.no_grad():
-            for groups in self.kinds.values():
-                for g in groups:
-                    n_layers, d_out, d_in = g.weight.shape
-                    flat = idx.flatten().to(g.A.device)
-                    a = g.A.index_select(1, flat).reshape(n_layers, rows_n, -1, d_in)      # [n, rows, K*r, in]
-                    b = g.B.index_select(1, flat) * wts.flatten().to(g.B)[None, :, None, None]
-                    b = b.reshape(n_layers, rows_n, k, d_out, -1).permute(0, 1, 3, 2, 4)    # [n, rows, out, K, r]
-                    g.A_sel.copy_(a)
-                    g.B_sel.copy_(b.reshape(n_layers, rows_n, d_out, -1))
+            for fused, slot_groups in self.slots.items():
+                for s in slot_groups:
+                    for p, (kind, row, n_out) in enumerate(self.model.args.parts(fused)):
+                        g = next((g for g in self.kinds.get(kind, []) if g.start == s.start), None)
+                        if g is None:
+                            continue  # no adapter targets this kind: its block stays zero
+                        n_layers, d_out, d_in = g.weight.shape
+                        flat = idx.flatten().to(g.A.device)
+                        a = g.A.index_select(1, flat).reshape(n_layers, n_rows, kr, d_in)   # [n, rows, K*r, in]
+                        b = g.B.index_select(1, flat) * wts.flatten().to(g.B)[None, :, None, None]
+                        b = b.reshape(n_layers, n_rows, k, d_out, -1).permute(0, 1, 3, 2, 4)  # [n, rows, out, K, r]
+                        s.A_sel[:, :, p * kr:(p + 1) * kr] = a
+                        s.B_sel[:, :, row:row + n_out, p * kr:(p + 1) * kr] = b.reshape(n_layers, n_rows, d_out, kr)
         self._set_gathered(True)
         self.mode = "gathered"
 
     def _alloc_slots(self, rows, k):
-        for groups in self.kinds.values():
-            for g in groups:
-                n_layers, d_out, d_in = g.weight.shape
-                g.A_sel = g.weight.new_zeros(n_layers, rows, k * self.r_max, d_in)
-                g.B_sel = g.weight.new_zeros(n_layers, rows, d_out, k * self.r_max)
-        self.slots = (rows, k)
+        """Zeroed slot buffers for every fused module holding a kind some adapter targets."""
+        self.slots = {}
+        for fused in FUSED:
+            kinds = [kind for kind, _, _ in self.model.args.parts(fused)]
+            if not any(kind in self.kinds for kind in kinds):
+                continue
+            d_in, d_out = self.model.args.fused_shape(fused)
+            width = len(kinds) * k * self.r_max
+            self.slots[fused] = [
+                Slots(g.start, g.weight.new_zeros(g.weight.shape[0], rows, width, d_in),
+                      g.weight.new_zeros(g.weight.shape[0], rows, d_out, width))
+                for g in self.kinds[next(kind for kind in kinds if kind in self.kinds)]]
+        self.slot_shape = (rows, k)
 
     def _set_gathered(self, on: bool):
-        for kind, groups in self.kinds.items():
-            for g in groups:
-                for i in range(g.weight.shape[0]):
-                    self.lora_linear(g.start + i, kind).slots = (g.A_sel[i], g.B_sel[i]) if on else None
+        for fused, slot_groups in self.slots.items():
+            for s in slot_groups:
+                for i in range(s.A_sel.shape[0]):
+                    self.lora_linear(s.start + i, fused).slots = (s.A_sel[i], s.B_sel[i]) if on else None

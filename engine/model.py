@@ -7,7 +7,7 @@ import torch
 from safetensors import safe_open
 
 from .errors import ModelError
-from .transformer import LINEAR_KINDS, ModelArgs, Transformer
+from .transformer import FUSED, LINEAR_KINDS, ModelArgs, Transformer
 
 # model_type -> class-name prefix in transformers.models.<type>.modeling_<type>
 SUPPORTED = {"llama": "Llama", "mistral": "Mistral", "qwen2": "Qwen2"}
@@ -100,26 +100,31 @@ def layer_devices(args: ModelArgs, device: torch.device, dtype: torch.dtype) -> 
     return [torch.device("cuda", i // per_gpu) for i in range(args.n_layers)]
 
 
+def device_runs(devices: list[torch.device]) -> list[tuple[int, int]]:
+    """[(first layer, end)] of the consecutive layers that share a device."""
+    runs, start = [], 0
+    for i in range(1, len(devices) + 1):
+        if i == len(devices) or devices[i] != devices[start]:
+            runs.append((start, i))
+            start = i
+    return runs
+
+
 def build(args: ModelArgs, devices: list[torch.device], dtype: torch.dtype) -> Transformer:
-    """Allocate the model; each linear kind is one stacked tensor per device with per-layer views."""
+    """Allocate the model. Each fused linear is one stacked tensor per device run whose slices are the
+    layers' weights; model.kind_stacks[kind] lists the row slices [n, out, in] holding each HF kind."""
     with torch.device("meta"):
         model = Transformer(args)
-    model.stacks = {}  # kind -> [(first_layer, stacked weight [n, out, in])] one entry per device run
-    for kind in LINEAR_KINDS:
-        d_in, d_out = args.linear_shape(kind)
-        model.stacks[kind] = []
-        start = 0
-        while start < args.n_layers:
-            stop = start
-            while stop < args.n_layers and devices[stop] == devices[start]:
-                stop += 1
+    model.kind_stacks = {kind: [] for kind in LINEAR_KINDS}  # kind -> [(first layer, [n, out, in] view)]
+    for fused, (parent, _) in FUSED.items():
+        d_in, d_out = args.fused_shape(fused)
+        for start, stop in device_runs(devices):
             stack = torch.empty(stop - start, d_out, d_in, dtype=dtype, device=devices[start])
             for i in range(start, stop):
-                linear = getattr(getattr(model.model.layers[i], "mlp" if kind in ("gate_proj", "up_proj", "down_proj")
-                                         else "self_attn"), kind)
-                linear.weight = torch.nn.Parameter(stack[i - start], requires_grad=False)
-            model.stacks[kind].append((start, stack))
-            start = stop
+                getattr(getattr(model.model.layers[i], parent), fused).weight = \
+                    torch.nn.Parameter(stack[i - start], requires_grad=False)
+            for kind, row, n in args.parts(fused):
+                model.kind_stacks[kind].append((start, stack[:, row:row + n]))
     for name, p in list(model.named_parameters()):
         if p.is_meta:
             dev = devices[int(name.split(".")[2])] if name.startswith("model.layers.") else (
@@ -128,6 +133,20 @@ def build(args: ModelArgs, devices: list[torch.device], dtype: torch.dtype) -> T
             setattr(model.get_submodule(module_name), attr,
                     torch.nn.Parameter(torch.empty(p.shape, dtype=dtype, device=dev), requires_grad=False))
     return model
+
+
+def hf_targets(model: Transformer) -> dict[str, torch.Tensor]:
+    """Hugging Face parameter name -> the tensor, or row slice of a fused one, that holds it."""
+    targets = {}
+    for name, p in model.named_parameters():
+        module_name, _, attr = name.rpartition(".")
+        prefix, _, fused = module_name.rpartition(".")
+        if fused not in FUSED:
+            targets[name] = p
+            continue
+        for kind, row, n in model.args.parts(fused):
+            targets[f"{prefix}.{kind}.{attr}"] = p[row:row + n]
+    return targets
 
 
 def load_model(model_dir, device: str = "auto", dtype: str = "auto", allow_pickle: bool = False):
@@ -150,7 +169,7 @@ def assemble(cfg, device: torch.device, dtype: torch.dtype, tensors, where: str)
     """Build the Transformer for `cfg` and fill it from (name, tensor) pairs in Hugging Face naming."""
     args = ModelArgs.from_hf(cfg)
     model = build(args, layer_devices(args, device, dtype), dtype)
-    params = dict(model.named_parameters())
+    params = hf_targets(model)
     filled = set()
     with torch.no_grad():
         for key, tensor in tensors:

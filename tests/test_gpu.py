@@ -52,3 +52,20 @@ def test_bench_smoke():
     for key in ("engine_base_ms", "engine_fused_ms", "hf_eager_ms", "peft_single_ms", "switch_ms",
                 "engine_batch_gathered_tok_s", "peft_batch_adapter_names_tok_s"):
         assert res[key] > 0, key
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-6), (torch.bfloat16, 1e-2)])
+def test_triton_merge_equals_baddbmm(dtype, tol):
+    from engine.merge import merge_into
+
+    g = torch.Generator("cuda").manual_seed(0)
+    stack = torch.randn(3, 700, 300, device="cuda", generator=g).to(dtype)   # a fused stack; write rows 100:612
+    out = stack[:, 100:612]
+    W0 = torch.randn(3, 512, 300, device="cuda", generator=g).to(dtype)
+    b = torch.randn(3, 512, 24, device="cuda", generator=g).to(dtype)
+    a = torch.randn(3, 24, 300, device="cuda", generator=g).to(dtype)
+    before = stack.clone()
+    merge_into(out, W0, b, a)
+    ref = torch.baddbmm(W0.double(), b.double(), a.double())
+    assert ((out.double() - ref).norm() / ref.norm()).item() <= tol
+    assert torch.equal(stack[:, :100], before[:, :100]) and torch.equal(stack[:, 612:], before[:, 612:])
