@@ -1,0 +1,61 @@
+"""Crash-safe writes: after a SIGKILL or a power cut at any instant, a reader finds the old contents or the
+complete new ones, never a mix.
+
+Files: write a temp file in the same folder, fsync it, os.replace it over the target, fsync the folder (so
+the rename itself is on disk). Folders: fill a staging folder on the same file system, fsync its files and
+itself, then `publish_dir` renames it into place in one step and fsyncs both parents.
+"""
+import json
+import os
+import threading
+from pathlib import Path
+
+
+def fsync_dir(path):
+    """Make the entries of folder `path` (new names, renames) durable. Windows cannot open a folder for fsync;
+    NTFS journals renames itself."""
+    if os.name == "nt":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path):
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def write_bytes(path, data: bytes):
+    """Replace `path` with `data` atomically and durably."""
+    path = Path(path)
+    # pid and thread id: two writers never share a temp file (the hidden name keeps it out of listings)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def write_json(path, obj):
+    write_bytes(path, json.dumps(obj, indent=1, ensure_ascii=False).encode("utf-8"))
+
+
+def publish_dir(staged, target):
+    """Rename the complete folder `staged` to `target` in one step. `target` must not exist (os.rename would
+    replace an empty folder on POSIX and fail on Windows, so the caller checks). Every file in `staged`
+    must already be fsynced; this fsyncs `staged` itself (its entries) before the rename."""
+    staged, target = Path(staged), Path(target)
+    fsync_dir(staged)
+    os.rename(staged, target)
+    fsync_dir(target.parent)
+    if staged.parent != target.parent:
+        fsync_dir(staged.parent)
