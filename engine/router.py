@@ -1,0 +1,411 @@
+"""The router (the paper's mini-MLP plugin): text -> probabilities over the bank's adapters -> top-p mix.
+
+    featurizer (engine/features.py): hashed word + character n-grams, sparse
+    -> EmbeddingBag(buckets, dim, sum)      layer 1: a linear map of the sparse features
+    -> Linear(dim, hidden) -> Linear(hidden, hidden)   layers 2-3
+    -> Linear(hidden, N adapters)           layer 4: the head, the only part a head-only retrain refits
+
+Saved as `x.safetensors` (weights) + `x.json` (adapter names in order, featurizer settings, report, date).
+"""
+import contextlib
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch import nn
+
+from engine.errors import RouterError
+from engine.features import Featurizer
+from engine.topp import top_p_select
+
+FORMAT = "lora-switchboard-router"
+VERSION = 1
+
+# Training recipe, tuned for few examples per adapter (~100) on tests/router_tasks.py; see docs/PERFORMANCE.md.
+DIM, HIDDEN = 32, 256       # 2**17 buckets x 32 + 32x256 + 256x256 + 256xN: 4.3M parameters at N = 33
+DROPOUT = 0.2               # on hidden activations
+FEATURE_DROP = 0.2          # share of a prompt's n-grams dropped per training step (augmentation)
+LABEL_SMOOTHING = 0.1
+WEIGHT_DECAY = 1e-4
+LR = 3e-3
+BATCH = 32
+MIN_STEPS = 1500            # small example sets get more epochs, large ones fewer
+MAX_EPOCHS = 30
+HEAD_STEPS = 300            # full-batch steps of a head-only retrain
+
+
+@dataclass
+class Routing:
+    probs: dict[str, float]      # raw router probability of every adapter, in bank order
+    selected: dict[str, float]   # the mix: {adapter: weight}, weights sum to 1
+    latency_ms: float            # featurize + MLP + top-p
+
+
+class RouterNet(nn.Module):
+    def __init__(self, buckets, n_out, dim=DIM, hidden=HIDDEN, dropout=0.0):
+        super().__init__()
+        self.embed = nn.EmbeddingBag(buckets, dim, mode="sum")
+        self.embed_bias = nn.Parameter(torch.zeros(dim))
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+        self.head = nn.Linear(hidden, n_out)
+        self.drop = nn.Dropout(dropout)
+        nn.init.normal_(self.embed.weight, std=0.1)
+
+    def features(self, idx, offsets, weights):
+        """idx, weights: [K] (all samples' n-grams back to back); offsets: [B] -> hidden features [B, hidden]."""
+        h = F.gelu(self.embed(idx, offsets, per_sample_weights=weights) + self.embed_bias)  # [B, dim]
+        h = F.gelu(self.fc1(self.drop(h)))   # [B, hidden]
+        h = F.gelu(self.fc2(self.drop(h)))   # [B, hidden]
+        return self.drop(h)
+
+    def forward(self, idx, offsets, weights):
+        return self.head(self.features(idx, offsets, weights))  # logits [B, N]
+
+
+class _Data:
+    """Featurized prompts, stored flat so that a batch is gathered with a few numpy calls."""
+
+    def __init__(self, featurizer, prompts, labels):
+        feats = [featurizer(p) for p in prompts]
+        self.sizes = np.array([len(i) for i, _ in feats], np.int64)  # [M]
+        self.starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
+        self.idx = np.concatenate([i for i, _ in feats]) if feats else np.zeros(0, np.int64)
+        self.w = np.concatenate([w for _, w in feats]) if feats else np.zeros(0, np.float32)
+        self.labels = np.asarray(labels, np.int64)  # [M]
+
+    def __len__(self):
+        return len(self.labels)
+
+    def batch(self, rows):
+        """rows: sample indices -> (idx [K], offsets [B], weights [K]) tensors."""
+        sizes = self.sizes[rows]
+        take = np.concatenate([np.arange(s, s + n) for s, n in zip(self.starts[rows], sizes)]) if len(rows) else []
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        return (torch.from_numpy(self.idx[take]), torch.from_numpy(offsets.astype(np.int64)),
+                torch.from_numpy(self.w[take]))
+
+
+class Router:
+    def __init__(self, net, featurizer, adapters, report):
+        self.net = net.eval()
+        self.featurizer = featurizer
+        self._adapters = list(adapters)
+        self.report = report
+        self._offset0 = torch.zeros(1, dtype=torch.int64)
+
+    @property
+    def adapters(self):
+        return list(self._adapters)
+
+    # ------------------------------------------------------------------ inference
+    def probs(self, text):
+        """Router probabilities of all adapters for `text` (its last `max_words` words): float32 [N]."""
+        idx, w = self.featurizer(text)
+        with torch.inference_mode():
+            logits = self.net(torch.from_numpy(idx), self._offset0, torch.from_numpy(w))  # [1, N]
+            return torch.softmax(logits[0], 0).numpy()
+
+    def route(self, text, top_p=0.8, max_adapters=None, pinned=(), muted=(), enabled=None):
+        """Pick the mix for the next sentence. Muted adapters (and those not in `enabled`, when given) are never
+        selected; pinned ones always are (unless muted), scored max(prob, 1/len(selected)) before renormalising."""
+        t0 = time.perf_counter()
+        raw = self.probs(text)
+        names = self._adapters
+        unknown = set(pinned) - set(names)
+        if unknown:  # a pin cannot be honoured; unknown muted/enabled names are simply absent
+            raise RouterError(f"cannot pin {sorted(unknown)}: the router has no such adapter; its adapters: {names}")
+        allowed = np.array([n not in muted and (enabled is None or n in enabled) for n in names])
+        selected = {}
+        if allowed.any():
+            q = np.where(allowed, raw, 0.0)
+            if q.sum() <= 0:
+                q = allowed.astype(np.float64)  # the router gives every allowed adapter ~0: split evenly
+            selected = {names[i]: w for i, w in top_p_select(q, top_p, max_adapters).items()}
+            q = q / q.sum()
+            pins = [n for n in pinned if allowed[names.index(n)]]
+            if pins:
+                selected.update({n: 0.0 for n in pins})
+                floor = 1.0 / len(selected)
+                scores = {n: max(float(q[names.index(n)]), floor) if n in pins else float(q[names.index(n)])
+                          for n in selected}
+                total = sum(scores.values())
+                selected = {n: s / total for n, s in scores.items()}
+        return Routing(probs=dict(zip(names, raw.tolist())), selected=selected,
+                       latency_ms=(time.perf_counter() - t0) * 1e3)
+
+    # ------------------------------------------------------------------ training
+    @classmethod
+    def train(cls, examples, *, tokenizer_dir=None, epochs=None, seed=0, holdout=0.1, progress=None, cancel=None):
+        """Fit a router on {adapter: [prompt, ...]} (adapters in bank order). Returns None when `cancel()` became
+        true (the caller keeps its old router)."""
+        featurizer = Featurizer(tokenizer_dir=tokenizer_dir)
+        return cls._fit(examples, featurizer, None, epochs, seed, holdout, progress, cancel)
+
+    def retrain(self, examples, *, full=False, epochs=None, seed=0, holdout=0.1, progress=None, cancel=None):
+        """A new router for a changed adapter list. Head-only (default): the featurizer and layers 1-3 are kept
+        frozen, kept adapters keep their head rows, and only the head is refit (seconds). full=True refits all."""
+        if full:
+            return Router._fit(examples, self.featurizer, None, epochs, seed, holdout, progress, cancel)
+        return Router._fit(examples, self.featurizer, self, epochs, seed, holdout, progress, cancel)
+
+    @staticmethod
+    def _fit(examples, featurizer, base, epochs, seed, holdout, progress, cancel):
+        adapters = list(examples)
+        if not adapters:
+            raise RouterError("no adapters to train the router on")
+        empty = [a for a in adapters if not examples[a]]
+        if empty:
+            raise RouterError(f"no example prompts for adapter(s) {empty}")
+        train_rows, held_rows = _split(examples, holdout, seed)
+        prompts = [p for a in adapters for p in examples[a]]
+        labels = [i for i, a in enumerate(adapters) for _ in examples[a]]
+        with _threads(1):
+            torch.manual_seed(seed)
+            gen = torch.Generator().manual_seed(seed)
+            data = _Data(featurizer, prompts, labels)
+            if base is None:
+                net = RouterNet(featurizer.buckets, len(adapters), DIM, HIDDEN, DROPOUT)
+                net = _train_full(net, data, train_rows, held_rows, epochs, gen, progress, cancel)
+            else:
+                net = _train_head(base, adapters, data, train_rows, held_rows, epochs, gen, progress, cancel)
+            if net is None:
+                return None
+            report = _report(net, data, held_rows, adapters, len(train_rows))
+        return Router(net, featurizer, adapters, report)
+
+    # ------------------------------------------------------------------ files
+    def save(self, path):
+        """Write `path` (safetensors weights) and its `.json` sidecar, each atomically."""
+        path = Path(path)
+        blob = save_safetensors({k: v.contiguous() for k, v in self.net.state_dict().items()})
+        net = self.net
+        sidecar = {"format": FORMAT, "version": VERSION, "adapters": self._adapters,
+                   "featurizer": self.featurizer.settings,
+                   "net": {"dim": net.embed.embedding_dim, "hidden": net.fc1.out_features},
+                   "report": self.report, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                   "weights_sha256": hashlib.sha256(blob).hexdigest()}
+        _atomic_write(path, blob)
+        _atomic_write(sidecar_path(path), json.dumps(sidecar, indent=1, ensure_ascii=False).encode())
+
+    @classmethod
+    def load(cls, path, adapters=None):
+        """Load a saved router. `adapters`: the bank's adapter names in order; a router trained for another list
+        is refused (RouterError says which names differ)."""
+        path = Path(path)
+        side = sidecar_path(path)
+        for f in (path, side):
+            if not f.is_file():
+                raise RouterError(f"{f}: router file not found")
+        try:
+            meta = json.loads(side.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise RouterError(f"{side}: corrupt router sidecar ({e})") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise RouterError(f"{side}: not a LoRA Switchboard router sidecar")
+        if meta.get("version") != VERSION:
+            raise RouterError(f"{side}: router format version {meta.get('version')}, this app reads {VERSION}")
+        names = meta["adapters"]
+        if adapters is not None and list(adapters) != names:
+            raise RouterError(f"{path}: {_mismatch(names, list(adapters))}; retrain the router for this bank")
+        blob = path.read_bytes()
+        if hashlib.sha256(blob).hexdigest() != meta.get("weights_sha256"):
+            raise RouterError(f"{path}: weights do not match {side.name} (corrupt or half-written); retrain the router")
+        try:
+            featurizer = Featurizer.from_settings(meta["featurizer"])
+            net = RouterNet(featurizer.buckets, len(names), meta["net"]["dim"], meta["net"]["hidden"])
+            net.load_state_dict(load_safetensors(blob))
+        except RouterError:
+            raise
+        except Exception as e:  # bad keys, shapes or header: the pair is unusable either way
+            raise RouterError(f"{path}: corrupt router ({e})") from None
+        return cls(net, featurizer, names, meta.get("report", {}))
+
+
+def sidecar_path(path):
+    return Path(path).with_suffix(".json")
+
+
+def param_count(net):
+    return sum(p.numel() for p in net.parameters())
+
+
+# ---------------------------------------------------------------------- training helpers
+def _split(examples, holdout, seed):
+    """Stratified, seeded split into (train rows, held-out rows) over the flat list of prompts."""
+    rng = np.random.default_rng(seed)
+    train, held, start = [], [], 0
+    for prompts in examples.values():
+        n = len(prompts)
+        k = min(int(round(holdout * n)), n - 1)
+        perm = start + rng.permutation(n)
+        held += perm[:k].tolist()
+        train += perm[k:].tolist()
+        start += n
+    return np.array(sorted(train), np.int64), np.array(sorted(held), np.int64)
+
+
+def _train_full(net, data, train_rows, held_rows, epochs, gen, progress, cancel):
+    steps_per_epoch = math.ceil(len(train_rows) / BATCH)
+    if epochs is None:
+        epochs = min(MAX_EPOCHS, max(1, math.ceil(MIN_STEPS / steps_per_epoch)))
+    net.embed.sparse = True  # the table is 98% of the parameters; a batch touches a few thousand of its rows
+    dense = [p for n, p in net.named_parameters() if n != "embed.weight"]
+    decay = [p for p in dense if p.dim() == 2]
+    rest = [p for p in dense if p.dim() != 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": rest, "weight_decay": 0.0}],
+                            lr=LR)
+    emb_opt = _LazyAdam(net.embed.weight)
+    total = epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, LR, total_steps=total, pct_start=0.1)
+    for epoch in range(1, epochs + 1):
+        net.train()
+        perm = train_rows[torch.randperm(len(train_rows), generator=gen).numpy()]
+        loss_sum = 0.0
+        for b in range(steps_per_epoch):
+            if cancel is not None and cancel():
+                return None
+            idx, offsets, w = data.batch(perm[b * BATCH:(b + 1) * BATCH])
+            keep = torch.rand(w.shape, generator=gen) >= FEATURE_DROP
+            w = w * keep / (1.0 - FEATURE_DROP)
+            y = torch.from_numpy(data.labels[perm[b * BATCH:(b + 1) * BATCH]])
+            loss = F.cross_entropy(net(idx, offsets, w), y, label_smoothing=LABEL_SMOOTHING)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            emb_opt.step(sched.get_last_lr()[0])
+            opt.step()
+            sched.step()
+            loss_sum += loss.item()
+        net.eval()
+        if progress is not None:
+            progress(epoch, epochs, loss_sum / steps_per_epoch, _accuracy(net, data, held_rows))
+    net.embed.sparse = False
+    return net.eval()
+
+
+class _LazyAdam:
+    """Adam for the embedding table that updates only the rows a batch touched (torch's SparseAdam is ~10x slower
+    on CPU here). Like TensorFlow's LazyAdam: untouched rows keep their moments."""
+
+    def __init__(self, weight, betas=(0.9, 0.999), eps=1e-8):
+        self.w, self.betas, self.eps, self.t = weight, betas, eps, 0
+        self.m, self.v = torch.zeros_like(weight), torch.zeros_like(weight)  # [buckets, dim]
+
+    @torch.no_grad()
+    def step(self, lr):
+        g = self.w.grad.coalesce()
+        self.w.grad = None
+        rows, gv = g.indices()[0], g.values()  # [U], [U, dim]
+        b1, b2 = self.betas
+        self.t += 1
+        m = self.m.index_select(0, rows).mul_(b1).add_(gv, alpha=1 - b1)
+        v = self.v.index_select(0, rows).mul_(b2).addcmul_(gv, gv, value=1 - b2)
+        self.m.index_copy_(0, rows, m)
+        self.v.index_copy_(0, rows, v)
+        step = lr * math.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)
+        self.w.index_add_(0, rows, m / v.sqrt_().add_(self.eps), alpha=-step)
+
+
+def _train_head(base, adapters, data, train_rows, held_rows, epochs, gen, progress, cancel):
+    """Refit only the head on frozen features; head rows of adapters the old router knew start from their old values."""
+    net = RouterNet(base.net.embed.num_embeddings, len(adapters), base.net.embed.embedding_dim,
+                    base.net.fc1.out_features)
+    state = {k: v for k, v in base.net.state_dict().items() if not k.startswith("head.")}
+    net.load_state_dict(state, strict=False)
+    old = {a: i for i, a in enumerate(base.adapters)}
+    with torch.no_grad():
+        for i, a in enumerate(adapters):
+            if a in old:
+                net.head.weight[i] = base.net.head.weight[old[a]]
+                net.head.bias[i] = base.net.head.bias[old[a]]
+    net.eval()
+    with torch.inference_mode():
+        feats = net.features(*data.batch(np.arange(len(data))))  # [M, hidden], frozen layers 1-3
+    feats = feats.clone()
+    x, y = feats[train_rows], torch.from_numpy(data.labels[train_rows])
+    epochs = epochs or 10
+    steps = max(1, HEAD_STEPS // epochs)
+    opt = torch.optim.AdamW(net.head.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+    for epoch in range(1, epochs + 1):
+        for _ in range(steps):
+            if cancel is not None and cancel():
+                return None
+            loss = F.cross_entropy(net.head(x), y)  # unsmoothed: confident old rows keep the new one off their ground
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if progress is not None:
+            progress(epoch, epochs, loss.item(), _accuracy(net, data, held_rows))
+    return net
+
+
+def _predict(net, data, rows):
+    if len(rows) == 0:
+        return np.zeros(0, np.int64)
+    with torch.inference_mode():
+        return net(*data.batch(rows)).argmax(1).numpy()
+
+
+def _accuracy(net, data, rows):
+    if len(rows) == 0:
+        return None
+    return float((_predict(net, data, rows) == data.labels[rows]).mean())
+
+
+def _report(net, data, held_rows, adapters, n_train):
+    n = len(adapters)
+    confusion = np.zeros((n, n), np.int64)  # [true, predicted]
+    np.add.at(confusion, (data.labels[held_rows], _predict(net, data, held_rows)), 1)
+    per = {a: (float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None)
+           for i, a in enumerate(adapters)}
+    return {"accuracy": _accuracy(net, data, held_rows), "per_adapter": per, "confusion": confusion.tolist(),
+            "labels": list(adapters), "n_train": int(n_train), "n_heldout": int(len(held_rows)),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def _mismatch(router_names, bank_names):
+    missing = [a for a in bank_names if a not in router_names]
+    extra = [a for a in router_names if a not in bank_names]
+    parts = []
+    if missing:
+        parts.append(f"adapters not in the router: {missing}")
+    if extra:
+        parts.append(f"router adapters not in the bank: {extra}")
+    if not parts:
+        parts.append(f"same adapters in another order (router {router_names}, bank {bank_names})")
+    return "router was trained for other adapters: " + "; ".join(parts)
+
+
+@contextlib.contextmanager
+def _threads(n):
+    """At most n torch threads while training: the batches are small, and the other core serves the UI."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(n, before))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _atomic_write(path, data):
+    """Write bytes so that `path` is either the old file or the complete new one, never half of each."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
