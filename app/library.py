@@ -425,7 +425,7 @@ class Library:
         rec = idx.get("router")
         ok = (isinstance(rec, dict) and isinstance(rec.get("file"), str) and _ROUTER_FILE.fullmatch(rec["file"])
               and isinstance(rec.get("examples"), dict))
-        return {"adapters": names, "router": rec if ok else None}
+        return {"adapters": names, "router": rec if ok else None, "reconciled": names != idx["adapters"]}
 
     def _write_index(self, names, router):
         atomic.write_json(self.root / INDEX, {"format": FORMAT, "version": VERSION, "adapters": names,
@@ -473,6 +473,8 @@ class Library:
                 p.unlink()
         for p in self.root.glob(".*.tmp"):  # atomic writes (ours and Router.save's) cut short
             p.unlink()
+        if idx["reconciled"]:
+            self._write_index(idx["adapters"], idx["router"])
 
     def _model(self):
         """(model name, module shapes) from model.json, or None."""
