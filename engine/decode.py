@@ -6,8 +6,6 @@ from .sampling import sample
 # Each (batch, cache length, greedy, penalty) combination is its own static graph: never go dynamic.
 torch._dynamo.config.automatic_dynamic_shapes = False
 torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-# tunes the generated kernels' launch parameters for these exact shapes: a few % per token (gpt-fast does too)
-torch._inductor.config.coordinate_descent_tuning = True
 
 
 def prefill(model, ids, input_pos, pad, seen, params, greedy: bool):
