@@ -377,7 +377,8 @@ member = st.tuples(st.booleans(), st.lists(st.sampled_from(SEGMENTS), max_size=3
 @pytest.fixture(scope="module")
 def payloads(llama_adapters):
     d = Path(llama_adapters["alpha"])
-    return {"config": (d / "adapter_config.json").read_bytes(), "weights": (d / "adapter_model.safetensors").read_bytes(),
+    return {"config": (d / "adapter_config.json").read_bytes(),
+            "weights": (d / "adapter_model.safetensors").read_bytes(),
             "junk": b"\x00\xffPK not anything", "empty": b"", "examples": b'{"prompt": "hi"}\nnot json\n'}
 
 

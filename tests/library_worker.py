@@ -1,0 +1,136 @@
+"""The process that tests/test_library_kill.py SIGKILLs in the middle of library writes. Not a test module.
+
+    python tests/library_worker.py
+
+Reads one JSON job per line on stdin:
+    {"job": "import", "root": DIR, "paths": [PATH, ...]}     Library(root).import_paths(paths)
+    {"job": "retrain", "root": DIR, "epochs": N}              Library(root).retrain(epochs=N)
+with "kill_at_op": k (the child SIGKILLs itself just before its k-th file-system step: mkdir, fsync, rename,
+replace, unlink, rmdir), or "kill_after_s": t (this process SIGKILLs the child t seconds after the fork), or
+"here": true (run it in this process, to the end). For each job it answers one JSON line:
+    {"killed": bool, "exit": exit code, "ops": file-system steps made (null unless it finished),
+     "seconds": how long it ran}
+A job runs in a forked child, so a run costs a fork and not an interpreter start. Router training is memoised
+in this process (same examples, old router, epochs, seed -> the same router): a retrain run "here" first fills
+the memo, and the children then spend their time in the commit, where every file-system step of a retrain is.
+Training writes no file, so the crash points are the same with or without the memo.
+"""
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from app.library import Library  # noqa: E402
+from engine.router import Router  # noqa: E402
+
+OPS = ("mkdir", "fsync", "rename", "replace", "unlink", "rmdir")
+
+
+def memoise_training():
+    fit, memo = Router._fit, {}
+
+    def memo_fit(examples, featurizer, base, epochs, seed, holdout, progress, cancel):
+        key = json.dumps([examples, base.adapters if base else None, epochs, seed, holdout])
+        if key not in memo:
+            memo[key] = fit(examples, featurizer, base, epochs, seed, holdout, progress, cancel)
+        return memo[key]
+
+    Router._fit = staticmethod(memo_fit)
+
+
+@contextlib.contextmanager
+def counted_ops(kill_at):
+    """Count the library's file-system steps; SIGKILL this process just before step `kill_at`."""
+    count, saved = [0], {name: getattr(os, name) for name in OPS}
+
+    def wrap(f):
+        def step(*args, **kwargs):
+            count[0] += 1
+            if count[0] == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return f(*args, **kwargs)
+        return step
+
+    for name, f in saved.items():
+        setattr(os, name, wrap(f))
+    try:
+        yield count
+    finally:
+        for name, f in saved.items():
+            setattr(os, name, f)
+
+
+def run(job) -> int:
+    """Do the job; -> the number of file-system steps it made."""
+    with counted_ops(job.get("kill_at_op")) as count:
+        library = Library(job["root"])
+        if job["job"] == "import":
+            library.import_paths(job["paths"])
+        else:
+            library.retrain(epochs=job["epochs"])
+    return count[0]
+
+
+def in_child(job) -> dict:
+    r, w = os.pipe()
+    t0 = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        code = 1
+        try:
+            os.write(w, str(run(job)).encode())
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    os.close(w)
+    code = os.waitstatus_to_exitcode(wait(pid, job.get("kill_after_s")))
+    ops = os.read(r, 64).decode()
+    os.close(r)
+    return {"killed": code == -signal.SIGKILL, "exit": code, "ops": int(ops) if ops else None,
+            "seconds": time.monotonic() - t0}
+
+
+def wait(pid, kill_after):
+    """-> wait status. Kills only a child not reaped yet, so the pid is still ours."""
+    deadline = None if kill_after is None else time.monotonic() + kill_after
+    while deadline is not None:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() >= deadline:
+            os.kill(pid, signal.SIGKILL)
+            break
+        time.sleep(0.001)
+    return os.waitpid(pid, 0)[1]
+
+
+def main():
+    torch.set_num_threads(1)  # before any torch op: no thread pool exists for the children to inherit
+    memoise_training()
+    for line in sys.stdin:
+        job = json.loads(line)
+        if job.get("here"):
+            t0 = time.monotonic()
+            result = {"killed": False, "exit": 1, "ops": None}
+            try:
+                result.update(exit=0, ops=run(job))
+            except Exception:
+                traceback.print_exc()
+            result["seconds"] = time.monotonic() - t0
+        else:
+            result = in_child(job)
+        print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
