@@ -46,7 +46,20 @@ def write_bytes(path, data: bytes):
 
 
 def write_json(path, obj):
-    write_bytes(path, json.dumps(obj, indent=1, ensure_ascii=False).encode("utf-8"))
+    write_bytes(path, json_bytes(obj))
+
+
+def json_bytes(obj) -> bytes:
+    return json.dumps(obj, indent=1, ensure_ascii=False).encode("utf-8")
+
+
+def write_new(path, data: bytes):
+    """Write a file no reader sees yet (in a folder `publish_dir` will publish): write and fsync; publishing
+    fsyncs the folder, which makes the name durable."""
+    with open(path, "xb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def publish_dir(staged, target):
@@ -58,4 +71,4 @@ def publish_dir(staged, target):
     os.rename(staged, target)
     fsync_dir(target.parent)
     if staged.parent != target.parent:
-        fsync_dir(staged.parent)
+        fsync_dir(staged.parent)  # the old name must not come back after a power cut (the GC would delete it)

@@ -212,10 +212,10 @@ class Library:
             raise AdapterError(str(e).replace(str(stage), item.label)) from None
         try:
             size = sum((stage / f).stat().st_size for f in (CONFIG, SAFETENSORS))
-            atomic.write_json(stage / META, {
+            atomic.write_new(stage / META, atomic.json_bytes({
                 "name": item.name, "color": None, "enabled": True,
                 "imported": datetime.now(timezone.utc).isoformat(timespec="seconds"), "source": item.label,
-                "rank": rank, "targets": targets, "size_bytes": size, "n_examples": len(prompts), "accuracy": None})
+                "rank": rank, "targets": targets, "size_bytes": size, "n_examples": len(prompts), "accuracy": None}))
             atomic.publish_dir(stage, target)
         except BaseException:
             if added:
@@ -298,8 +298,7 @@ class Library:
         with self._writing() as idx:
             folder = self._folder(name, idx)
             if prompts:
-                lines = "".join(json.dumps({"prompt": p}, ensure_ascii=False) + "\n" for p in prompts)
-                atomic.write_bytes(folder / EXAMPLES, lines.encode("utf-8"))
+                atomic.write_bytes(folder / EXAMPLES, _jsonl(prompts))
             else:
                 (folder / EXAMPLES).unlink(missing_ok=True)
                 atomic.fsync_dir(folder)
@@ -586,8 +585,7 @@ def _staged_examples(stage: Path):
     for f in found:
         f.unlink()
     if prompts:
-        lines = "".join(json.dumps({"prompt": p}, ensure_ascii=False) + "\n" for p in prompts)
-        atomic.write_bytes(stage / EXAMPLES, lines.encode("utf-8"))
+        atomic.write_new(stage / EXAMPLES, _jsonl(prompts))
     return prompts, note
 
 
@@ -644,6 +642,10 @@ def _forget_stale_router(engine):
     """The engine's router could pick an adapter the bank no longer has: drop it until the next retrain."""
     if engine.router is not None and not set(engine.router.adapters) <= set(engine.adapters):
         engine.router = None
+
+
+def _jsonl(prompts: list[str]) -> bytes:
+    return "".join(json.dumps({"prompt": p}, ensure_ascii=False) + "\n" for p in prompts).encode("utf-8")
 
 
 def _digest(prompts: list[str]) -> str:
