@@ -10,10 +10,10 @@ replace, unlink, rmdir), or "kill_after_s": t (this process SIGKILLs the child t
 "here": true (run it in this process, to the end). For each job it answers one JSON line:
     {"killed": bool, "exit": exit code, "ops": file-system steps made (null unless it finished),
      "seconds": how long it ran}
-A job runs in a forked child, so a run costs a fork and not an interpreter start. Router training is memoised
-in this process (same examples, old router, epochs, seed -> the same router): a retrain run "here" first fills
-the memo, and the children then spend their time in the commit, where every file-system step of a retrain is.
-Training writes no file, so the crash points are the same with or without the memo.
+A job runs in a forked child, so a run costs a fork and not an interpreter start. Router training and loading
+are memoised in this process: a retrain run "here" fills the memo, and the children then spend their time in
+the commit, where every file-system step of a retrain is. Training and loading write no file, so the crash
+points are the same with or without the memo.
 """
 import contextlib
 import json
@@ -34,15 +34,24 @@ OPS = ("mkdir", "fsync", "rename", "replace", "unlink", "rmdir")
 
 
 def memoise_training():
-    fit, memo = Router._fit, {}
+    """Same examples, old router, epochs and seed -> the same router, trained once; the same sidecar (which
+    holds the weights' sha256) -> the same loaded router."""
+    fit, load, fits, loads = Router._fit, Router.load.__func__, {}, {}
 
     def memo_fit(examples, featurizer, base, epochs, seed, holdout, progress, cancel):
         key = json.dumps([examples, base.adapters if base else None, epochs, seed, holdout])
-        if key not in memo:
-            memo[key] = fit(examples, featurizer, base, epochs, seed, holdout, progress, cancel)
-        return memo[key]
+        if key not in fits:
+            fits[key] = fit(examples, featurizer, base, epochs, seed, holdout, progress, cancel)
+        return fits[key]
+
+    def memo_load(cls, path, adapters=None):
+        key = (Path(path).with_suffix(".json").read_bytes(), None if adapters is None else tuple(adapters))
+        if key not in loads:
+            loads[key] = load(cls, path, adapters)
+        return loads[key]
 
     Router._fit = staticmethod(memo_fit)
+    Router.load = classmethod(memo_load)
 
 
 @contextlib.contextmanager
