@@ -209,7 +209,8 @@ class Library:
                 checked = (f"fits {model_name} (the library's last model)" if model else
                            "structure checked; no model known yet, shapes are checked when a model loads it")
         except AdapterError as e:  # name the dropped item, not the staging folder
-            raise AdapterError(str(e).replace(str(stage), item.label)) from None
+            message = str(e).replace(str(stage), item.label)
+            raise AdapterError(message if message.startswith(item.label) else f"{item.label}: {message}") from None
         try:
             size = sum((stage / f).stat().st_size for f in (CONFIG, SAFETENSORS))
             atomic.write_new(stage / META, atomic.json_bytes({
@@ -280,14 +281,14 @@ class Library:
         """Delete the adapter (and unload it from the engine). The router then needs a retrain."""
         with self._writing() as idx:
             folder = self._folder(name, idx)
-            if engine is not None and name in engine.adapters:
-                engine.remove_adapter(name)
-                _forget_stale_router(engine)
             trash = self.root / ".trash" / uuid.uuid4().hex
             os.rename(folder, trash)  # the removal's commit point
             atomic.fsync_dir(self.adapters_dir)
             self._write_index([n for n in idx["adapters"] if n != name], idx["router"])
             shutil.rmtree(trash, ignore_errors=True)
+        if engine is not None and name in engine.adapters:
+            engine.remove_adapter(name)
+            _forget_stale_router(engine)
 
     def set_examples(self, name: str, prompts):
         """Replace the adapter's router examples (an empty list removes them)."""
@@ -327,23 +328,24 @@ class Library:
         progress(done, total, name) after each adapter."""
         with self._writing() as idx:
             self._record_model(engine)
-            todo = [a for a in (self._info(n) for n in idx["adapters"]) if a.enabled]
-            refused = []
-            for i, a in enumerate(todo, 1):
-                try:
-                    if a.problem:
-                        raise AdapterError(a.problem)
-                    engine.add_adapter(a.path, name=a.name)
-                except AdapterError as e:
-                    refused.append((str(a.path), str(e)))
-                if progress is not None:
-                    progress(i, len(todo), a.name)
-            if idx["router"] is not None:
-                path = self.root / idx["router"]["file"]
-                try:
-                    engine.load_router(path)
-                except RouterError as e:
-                    refused.append((str(path), str(e)))
+        # loading needs no lock: an adapter or router removed meanwhile is refused like an unreadable one
+        todo = [a for a in (self._info(n) for n in idx["adapters"]) if a.enabled]
+        refused = []
+        for i, a in enumerate(todo, 1):
+            try:
+                if a.problem:
+                    raise AdapterError(a.problem)
+                engine.add_adapter(a.path, name=a.name)
+            except AdapterError as e:
+                refused.append((str(a.path), str(e)))
+            if progress is not None:
+                progress(i, len(todo), a.name)
+        if idx["router"] is not None:
+            path = self.root / idx["router"]["file"]
+            try:
+                engine.load_router(path)
+            except RouterError as e:
+                refused.append((str(path), str(e)))
         return refused
 
     def retrain(self, engine=None, full=False, progress=None, cancel=None, *, epochs=None, seed=0) -> dict | None:
@@ -532,7 +534,8 @@ def _expand_zip(zpath: Path) -> list:
         return [_refused(str(zpath), f"{zpath}: no {CONFIG} in the archive (not a PEFT adapter)")]
     if len(prefixes) == 1:
         return [_Item(str(zpath), zpath.stem, zpath=zpath, prefix=prefixes[0])]
-    return [_Item(f"{zpath}/{p.rstrip('/')}", PurePosixPath(p).name, zpath=zpath, prefix=p) for p in prefixes]
+    return [_Item(f"{zpath}/{p}".rstrip("/"), PurePosixPath(p).name or zpath.stem, zpath=zpath, prefix=p)
+            for p in prefixes]
 
 
 def _copy_folder(item: _Item, stage: Path):

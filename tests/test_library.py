@@ -78,11 +78,11 @@ def test_import_folder_folder_of_adapters_and_multi_adapter_zip(tmp_path, llama_
     (many / "notes").mkdir()  # no adapter files: not an item
     bundle = tmp_path / "bundle.zip"
     with zipfile.ZipFile(bundle, "w", zipfile.ZIP_DEFLATED) as zf:
-        for n, folder in (("delta", "set/delta/"), ("alpha", "set/deeper/epsilon/")):
+        for n, folder in (("delta", "set/delta/"), ("alpha", "set/deeper/epsilon/"), ("gamma", "")):
             for f in src[n].iterdir():
                 zf.write(f, folder + f.name)
         zf.writestr("set/deeper/epsilon/examples.txt", "first prompt\n\nsecond prompt\n")
-        zf.writestr("README.md", "two adapters")
+        zf.writestr("NOTES.txt", "three adapters")
     solo = tmp_path / "solo.zip"  # one adapter in a folder: named after the archive, as Engine.add_adapter does
     with zipfile.ZipFile(solo, "w") as zf:
         for f in src["alpha"].iterdir():
@@ -92,20 +92,21 @@ def test_import_folder_folder_of_adapters_and_multi_adapter_zip(tmp_path, llama_
     seen = []
     results = lib.import_paths([src["alpha"], many, bundle, solo],
                                progress=lambda done, total, r: seen.append((done, total, r.name)))
-    assert [(r.name, r.ok) for r in results] == [("alpha", True), ("beta", True), ("gamma", True),
+    assert [(r.name, r.ok) for r in results] == [("alpha", True), ("beta", True), ("gamma", True), ("bundle", True),
                                                  ("epsilon", True), ("delta", True), ("solo", True)]
-    assert seen == [(i, 6, r.name) for i, r in enumerate(results, 1)]
-    assert [r.path for r in results[3:]] == [f"{bundle}/set/deeper/epsilon", f"{bundle}/set/delta", str(solo)]
+    assert seen == [(i, 7, r.name) for i, r in enumerate(results, 1)]
+    assert [r.path for r in results[3:]] == [str(bundle), f"{bundle}/set/deeper/epsilon", f"{bundle}/set/delta",
+                                             str(solo)]
     assert "structure checked" in results[0].message  # no model known yet
 
     names = [a.name for a in lib.list()]
-    assert names == ["alpha", "beta", "gamma", "epsilon", "delta", "solo"]
+    assert names == ["alpha", "beta", "gamma", "bundle", "epsilon", "delta", "solo"]
     assert [a.name for a in Library(tmp_path / "lib").list()] == names  # persisted
     for a in lib.list():
         assert sorted(p.name for p in a.path.iterdir()) == sorted(
             ["adapter_config.json", "adapter_model.safetensors", "meta.json"]
             + (["examples.jsonl"] if a.name == "epsilon" else []))
-        origin = src[{"epsilon": "alpha", "solo": "alpha"}.get(a.name, a.name)]
+        origin = src[{"epsilon": "alpha", "solo": "alpha", "bundle": "gamma"}.get(a.name, a.name)]
         assert tensors_equal(read_adapter(a.path, module_shapes), read_adapter(origin, module_shapes))
         assert a.enabled and a.color is None and a.accuracy is None and a.imported[:2] == "20"
         assert a.size_bytes == sum((a.path / f).stat().st_size
@@ -174,6 +175,10 @@ def test_hot_add_is_usable_at_once_and_shapes_are_remembered(tmp_path, llama_ada
     engine.add_adapter(llama_adapters["alpha"], name="reference")
     assert not torch.allclose(base, mixed, atol=1e-4)
     assert torch.allclose(mixed, engine.logits(ids, {"reference": 1.0}), atol=1e-6)
+    clash = shutil.copytree(llama_adapters["beta"], tmp_path / "reference")
+    [r] = lib.import_paths([clash], engine=engine)
+    assert not r.ok and r.message.startswith(f"{clash}: an adapter named 'reference' is already loaded")
+    assert engine.adapters == ["alpha", "reference"] and [a.name for a in lib.list()] == ["alpha"]
 
     # the model's shapes are in model.json now: an import without an engine still checks them
     [r] = Library(tmp_path / "lib").import_paths([bad["wide"]])
