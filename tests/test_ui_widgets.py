@@ -2,12 +2,13 @@
 import json
 
 import pytest
-from PySide6.QtCore import QPointF, Qt
-from PySide6.QtGui import QColor, QTextDocument
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QColor, QTextDocument, QWheelEvent
+from PySide6.QtWidgets import QApplication
 
 from app import export
 from app.conversation import Conversation
-from ui import tinted_markdown
+from ui import colors, tinted_markdown
 from ui.chat_pane import InputBox
 from ui.colors import adapter_color
 from ui.controls import Controls
@@ -50,9 +51,15 @@ def test_markdown_tint_colours_each_sentence(qapp):
     assert tinted_markdown.sentence_at(doc, len(text) + 5) is None
 
 
-def test_adapter_colours_are_stable_and_distinct_enough():
+def test_adapter_colours_are_stable_and_distinct_within_a_bank():
+    names = [f"adapter-{i}" for i in range(20)]
+    colors.assign(names)
+    assert len({adapter_color(n).name() for n in names}) == 20  # the hash alone would collide
+    third = adapter_color("adapter-3")
+    colors.assign(list(reversed(names)))
+    assert adapter_color("adapter-3") == third  # the loading order does not matter
+    colors.assign([])
     assert adapter_color("math") == adapter_color("math")
-    assert len({adapter_color(f"adapter-{i}").name() for i in range(40)}) >= 15
 
 
 def test_chart_bars_follow_routing_in_place(qtbot):
@@ -80,13 +87,22 @@ def test_chart_stays_readable_with_many_adapters(qtbot):
     chart.resize(400, 500)
     chart.show()
     names = [f"adapter-number-{i:03d}-with-a-very-long-name" for i in range(150)]
-    probs = {n: 1 / 150 for n in names}
-    chart.set_routing(probs, {names[0]: 1.0}, 0.1)
+    probs = {n: (i + 1) / (150 * 151 / 2) for i, n in enumerate(names)}
+    chart.set_routing(probs, {names[-1]: 1.0}, 0.1)
     assert len(chart.bar_values()) == 150
-    assert chart.plot.height() >= 150 * ROW_PX[0]  # rows keep their height; the area scrolls
-    assert chart.area.verticalScrollBar().maximum() > 0
+    rows = chart.visible_rows()
+    assert chart.plot.height() / rows >= ROW_PX[0]  # rows keep a readable height; the rest scroll
+    assert chart.scroll.isVisible() and chart.scroll.maximum() == 150 - rows
     ticks = chart.plot.getAxis("left")._tickLevels[0]
     assert len(ticks) == 150 and all(len(label) <= 24 for _, label in ticks)
+    top = chart.plot.getViewBox().viewRange()[1]
+    assert top == pytest.approx([-0.5, rows - 0.5])  # the most probable adapters first
+    viewport = chart.plot.viewport()
+    wheel = QWheelEvent(QPointF(50, 50), QPointF(viewport.mapToGlobal(QPoint(50, 50))), QPoint(0, 0),
+                        QPoint(0, -120), Qt.NoButton, Qt.NoModifier, Qt.NoScrollPhase, False)
+    QApplication.sendEvent(viewport, wheel)  # one notch down: three rows
+    assert chart.scroll.value() == 3
+    assert chart.plot.getViewBox().viewRange()[1] == pytest.approx([2.5, rows + 2.5])
 
 
 def test_chart_without_router_shows_the_fixed_mix(qtbot):

@@ -24,6 +24,7 @@ class _Body(QTextBrowser):
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
         self.viewport().setMouseTracking(True)
+        self.document().setUndoRedoEnabled(False)  # re-rendered on every streamed batch: no history to keep
         self.document().documentLayout().documentSizeChanged.connect(self._fit)
         self._hovered = -1
 

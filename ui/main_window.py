@@ -4,7 +4,7 @@ On start it opens the configured model, else the bundled demo (model, adapters, 
 state that explains how to choose a model folder. All engine work goes through the EngineWorker thread."""
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QProgressBar, QSplitter, QVBoxLayout, QWidget)
 
@@ -25,6 +25,7 @@ NO_MODEL_TEXT = ("LoRA Switchboard needs a local Hugging Face model folder (conf
                  "tokenizer). Choose one in Settings > Model folder.")
 BASE_NOTE = "Base model for this sentence: no router is loaded and no adapter is pinned."
 INSPECTED_ALPHA = 150  # the sentence shown in the chart gets a stronger tint than the others
+FRAME_MS = 30  # streamed text and routing redraw at most this often (~33 frames/s)
 
 
 class MainWindow(QMainWindow):
@@ -38,6 +39,9 @@ class MainWindow(QMainWindow):
         self.generating = False
         self._inspected: int | None = None  # sentence the user clicked; the chart shows it instead of the live one
         self._pending = 0                   # commands submitted and not yet done/failed
+        self._frame = QTimer(self, singleShot=True, interval=FRAME_MS)
+        self._frame.timeout.connect(self._draw_frame)
+        self._routing_changed = False
 
         self.worker = EngineWorker(self)
         self.worker.progress.connect(self._on_progress)
@@ -235,16 +239,27 @@ class MainWindow(QMainWindow):
     def _on_routing(self, event: dict):
         self.conv.on_routing(event)
         self.status_routing.setText(f"routing {event['latency_ms']:.1f} ms")
-        self._refresh_timeline()
-        if self._inspected is None:
-            self._show_sentence(None)
-        self._render_turn(len(self.conv.turns) - 1)
+        self._routing_changed = True
+        self._schedule_frame()
 
     def _on_tokens(self, text: str, sentence_end: bool):
-        n = self.timeline.count()
         self.conv.on_tokens(text, sentence_end)
-        if len(self.conv.routed_sentences()) != n:  # a sentence without a routing event (no router)
+        self._schedule_frame()
+
+    def _schedule_frame(self):
+        """Streamed events only update the conversation; the views redraw at most once per frame, so the event
+        loop stays free however fast the engine streams."""
+        if not self._frame.isActive():
+            self._frame.start()
+
+    def _draw_frame(self):
+        self._frame.stop()
+        # the second case: a sentence that started without a routing event (no router)
+        if self._routing_changed or self.timeline.count() != len(self.conv.routed_sentences()):
+            self._routing_changed = False
             self._refresh_timeline()
+            if self._inspected is None:
+                self._show_sentence(None)
         self._render_turn(len(self.conv.turns) - 1)
 
     def _finish_reply(self, stats: dict):
@@ -252,9 +267,9 @@ class MainWindow(QMainWindow):
         self.generating = False
         if "tokens_per_s" in stats:
             self.status_speed.setText(f"{stats['tokens_per_s']:.1f} tok/s")
-        self._render_turn(len(self.conv.turns) - 1)
+        self._draw_frame()  # now, with the footer
         if self._inspected is None:
-            self._show_sentence(None)  # drop the "live" mark
+            self._show_sentence(None)  # without the "live" mark
         self._update_status()
 
     def _render_turn(self, index: int):

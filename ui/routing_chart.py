@@ -1,13 +1,14 @@
 """Bar chart of every adapter's router probability for one sentence: horizontal bars, the selected (kept) ones
 first in their adapter colours with weight labels, a dashed line at the top-p cut, the rest grey.
 
-One BarGraphItem is updated in place with setOpts (no items created per update). Rows have a fixed pixel
-height range and the chart scrolls, so names stay readable from 1 to hundreds of adapters."""
+One BarGraphItem is updated in place with setOpts (no items are created per update). Rows keep a readable
+height; with more adapters than fit, a scroll bar (or the wheel) moves the visible rows, so the axis only
+draws the names in view and the chart stays cheap with hundreds of adapters."""
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics
-from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtCore import QEvent, Qt
+from PySide6.QtGui import QBrush, QFont, QFontMetrics
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QScrollBar, QVBoxLayout, QWidget
 
 from ui.colors import UNSELECTED, adapter_brush
 
@@ -28,8 +29,9 @@ class RoutingChart(QWidget):
         self.plot.hideAxis("bottom")
         self.plot.getAxis("left").setStyle(tickLength=0)
         vb = self.plot.getViewBox()
-        vb.invertY(True)                   # highest probability at the top
-        vb.setMouseEnabled(x=False, y=False)  # the wheel scrolls the surrounding area instead of zooming
+        vb.invertY(True)                      # highest probability at the top
+        vb.setMouseEnabled(x=False, y=False)
+        self.plot.viewport().installEventFilter(self)  # the wheel scrolls rows (eventFilter) instead of zooming
         self.bars = pg.BarGraphItem(x0=np.zeros(0), y=np.zeros(0), width=np.zeros(0), height=0.7,
                                     pen=pg.mkPen(None), brushes=[])
         self.plot.addItem(self.bars)
@@ -40,18 +42,22 @@ class RoutingChart(QWidget):
         self._labels: list[pg.TextItem] = []  # pool: grows to the most labels ever shown, then reused
         self._names: list[str] = []
         self._probs: dict[str, float] = {}
+        self._x_max = 1.0
         self.plot.scene().sigMouseMoved.connect(self._hover)
+        self.scroll = QScrollBar(Qt.Vertical)
+        self.scroll.valueChanged.connect(self._apply_range)
 
-        self.area = QScrollArea(widgetResizable=True, frameShape=QFrame.NoFrame)
-        self.area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.area.setWidget(self.plot)
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(0)
+        row.addWidget(self.plot, 1)
+        row.addWidget(self.scroll)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 4)
         layout.setSpacing(2)
         layout.addWidget(self.title)
         layout.addWidget(self.note)
-        layout.addWidget(self.area, 1)
-        layout.addStretch(0)  # takes the space while the area is hidden, so the title stays at the top
+        layout.addLayout(row, 1)
         self.set_routing({}, {}, None)
 
     def set_routing(self, probs: dict[str, float], selected: dict[str, float], top_p: float | None,
@@ -62,19 +68,19 @@ class RoutingChart(QWidget):
         names = sorted(values, key=lambda n: (n not in selected, -values[n]))  # kept first, then by probability
         n, k = len(names), sum(1 for name in names if name in selected)
         widths = np.array([values[name] for name in names], dtype=float)
+        if names != self._names:
+            self.plot.getAxis("left").setTicks([[(i, _elide(name)) for i, name in enumerate(names)]])
+            if set(names) != set(self._names):
+                self._fit_axis(names)
         self._names, self._probs = names, probs
         self.title.setText(title)
         self.note.setText("" if n else empty_note)
         self.note.setVisible(not n)
-        self.area.setVisible(bool(n))
+        self.plot.setVisible(bool(n))
         brushes = [adapter_brush(name) if name in selected else _GREY for name in names]
         self.bars.setOpts(x0=np.zeros(n), y=np.arange(n, dtype=float), width=widths, height=0.7, brushes=brushes)
 
-        x_max = next((s for s in X_STEPS if widths.max(initial=0) <= s), 1.0) * 1.22  # room for the labels
-        self.plot.setRange(xRange=(0, x_max), yRange=(-0.5, max(n, 1) - 0.5), padding=0)
-        self.plot.getAxis("left").setTicks([[(i, _elide(name)) for i, name in enumerate(names)]])
-        self._fit_axis(names)
-
+        self._x_max = next((s for s in X_STEPS if widths.max(initial=0) <= s), 1.0) * 1.22  # room for labels
         show_cut = bool(probs) and 0 < k < n
         self.cut.setVisible(show_cut)
         if show_cut:
@@ -91,24 +97,41 @@ class RoutingChart(QWidget):
             if i < len(kept):
                 label.setText(f" {selected[kept[i]]:.2f}")
                 label.setPos(widths[i], i)
-        self._fit_height()
+        self._fit_rows()
 
     def bar_values(self) -> dict[str, float]:
         """What the bars show now, by adapter name (tests and probes read this)."""
         return dict(zip(self._names, self.bars.opts["width"].tolist()))
 
+    def visible_rows(self) -> int:
+        """How many adapter rows the plot shows at once."""
+        return max(min(len(self._names), self.plot.height() // ROW_PX[0]), self.plot.height() // ROW_PX[1], 1)
+
     def _fit_axis(self, names):
         width = max((QFontMetrics(QFont()).horizontalAdvance(_elide(n)) for n in names), default=40)
         self.plot.getAxis("left").setWidth(width + 12)
 
-    def _fit_height(self):
-        rows = max(len(self._names), 1)
-        row_px = min(ROW_PX[1], max(ROW_PX[0], self.area.viewport().height() // rows))
-        self.plot.setFixedHeight(rows * row_px + 8)
+    def _fit_rows(self):
+        hidden = max(len(self._names) - self.visible_rows(), 0)
+        self.scroll.setRange(0, hidden)
+        self.scroll.setPageStep(self.visible_rows())
+        self.scroll.setVisible(hidden > 0)
+        self._apply_range()
+
+    def _apply_range(self):
+        top = self.scroll.value()
+        self.plot.setRange(xRange=(0, self._x_max), yRange=(top - 0.5, top + self.visible_rows() - 0.5),
+                           padding=0)
 
     def resizeEvent(self, event):
         super().resizeEvent(event)
-        self._fit_height()
+        self._fit_rows()
+
+    def eventFilter(self, obj, event):
+        if event.type() == QEvent.Wheel:  # the wheel scrolls rows; the plot would zoom (or swallow it)
+            self.scroll.setValue(self.scroll.value() - round(event.angleDelta().y() / 40))
+            return True
+        return super().eventFilter(obj, event)
 
     def _hover(self, pos):
         row = round(self.plot.getViewBox().mapSceneToView(pos).y())

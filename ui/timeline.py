@@ -16,6 +16,7 @@ class Timeline(QWidget):
 
     def __init__(self):
         super().__init__()
+        self._mixes: list[dict[str, float]] = []
         self.title = QLabel("Timeline", objectName="panelTitle")
         self.plot = pg.PlotWidget(background="w")
         self.plot.hideButtons()
@@ -33,9 +34,9 @@ class Timeline(QWidget):
         self.current.hide()
         for item in (self.segments, self.separators, self.current):
             self.plot.addItem(item)
+        vb.sigXRangeChanged.connect(self._draw)  # panning back draws the older sentences
         self.plot.scene().sigMouseClicked.connect(self._clicked)
         self.plot.scene().sigMouseMoved.connect(self._hover)
-        self._mixes: list[dict[str, float]] = []
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 4, 8, 4)
         layout.setSpacing(2)
@@ -47,12 +48,24 @@ class Timeline(QWidget):
         return len(self._mixes)
 
     def set_sentences(self, mixes: list[dict[str, float]], reply_starts: list[int]):
-        """All sentences of the conversation (their mixes) and the index where each reply starts."""
+        """All sentences of the conversation (their mixes) and the index where each reply starts.
+        The view follows the newest sentence."""
         self._mixes = mixes
+        self.separators.setOpts(x=np.array([s - 0.5 for s in reply_starts[1:]], float))
+        visible = max(10, self.plot.width() // BAR_PX)
+        n = len(mixes)
+        self.plot.getViewBox().setLimits(xMin=-1, xMax=max(n, visible) + 0.5)
+        self.plot.setRange(xRange=(max(-0.6, n - visible + 0.4), max(n, visible) - 0.6), yRange=(-0.05, 1.05),
+                           padding=0)
+        self._draw()
+
+    def _draw(self):
+        """Segments of the sentences in view only: a long conversation costs no more to draw than a short one."""
+        lo, hi = self.plot.getViewBox().viewRange()[0]
         x, y0, h, brushes = [], [], [], []
-        for i, mix in enumerate(mixes):
+        for i in range(max(0, int(lo)), min(len(self._mixes), int(hi) + 2)):
             bottom = 0.0
-            for name, w in sorted(mix.items(), key=lambda kv: -kv[1]) or [(None, 1.0)]:
+            for name, w in sorted(self._mixes[i].items(), key=lambda kv: -kv[1]) or [(None, 1.0)]:
                 x.append(i)
                 y0.append(bottom)
                 h.append(w)
@@ -60,13 +73,6 @@ class Timeline(QWidget):
                 bottom += w
         self.segments.setOpts(x=np.array(x, float), y0=np.array(y0, float), height=np.array(h, float),
                               width=0.8, brushes=brushes)
-        self.separators.setOpts(x=np.array([s - 0.5 for s in reply_starts[1:]], float))
-        visible = max(10, self.plot.width() // BAR_PX)
-        n = len(mixes)
-        vb = self.plot.getViewBox()
-        vb.setLimits(xMin=-1, xMax=max(n, visible) + 0.5)
-        self.plot.setRange(xRange=(max(-0.6, n - visible + 0.4), max(n, visible) - 0.6), yRange=(-0.05, 1.05),
-                           padding=0)
 
     def set_current(self, index: int | None):
         """Outline the sentence being inspected (None: no outline)."""

@@ -44,22 +44,25 @@ def render(doc: QTextDocument, sentences: list[tuple[str, QColor | None, int]]):
         prev = off
     pieces.append(text[prev:])
     doc.setMarkdown("".join(pieces))
+    cursor = QTextCursor(doc)
+    cursor.beginEditBlock()  # one relayout at the end instead of one per change
     block = doc.begin()
     while block.isValid():  # Qt renders code blocks in a fixed-pitch font only; give them a background too
         if block.blockFormat().hasProperty(QTextFormat.BlockCodeLanguage):
             fmt = block.blockFormat()
             fmt.setBackground(CODE_BACKGROUND)
-            QTextCursor(block).setBlockFormat(fmt)
+            cursor.setPosition(block.position())
+            cursor.setBlockFormat(fmt)
         block = block.next()
 
     found = []  # (position in doc, sentence number): markers the renderer dropped (e.g. inside a link URL) are skipped
+    start = 0
     for i in range(len(sentences)):
-        c = doc.find(chr(_MARK + i))
+        c = doc.find(chr(_MARK + i), start)  # markers come out in order: search on from the previous one
         if not c.isNull():
             found.append((c.selectionStart(), i))
-    found.sort()
+            start = c.selectionEnd()
     end = doc.characterCount() - 1
-    cursor = QTextCursor(doc)
     for k, (pos, i) in enumerate(found):
         _, color, sid = sentences[i]
         fmt = QTextCharFormat()
@@ -73,6 +76,7 @@ def render(doc: QTextDocument, sentences: list[tuple[str, QColor | None, int]]):
         cursor.setPosition(pos)
         cursor.setPosition(pos + 1, QTextCursor.KeepAnchor)
         cursor.removeSelectedText()
+    cursor.endEditBlock()
 
 
 def sentence_at(doc: QTextDocument, position: int) -> int | None:
