@@ -113,7 +113,7 @@ def engine_decode(engine: Engine, prompt, new: int, mixes=(), switch_every: int 
                 sync(dev)
                 switches.append((time.perf_counter() - ts) * 1000)
             pos.fill_(T + i - 1)
-            nxt = engine._step(engine.model, nxt[:, None], pos, pad, None, params, True).clone()
+            nxt = engine._step(engine.model, nxt[:, None], pos, pad, None, params, True)
             tokens.append(nxt.tolist())
     t2 = time.perf_counter()
     return (t2 - t1) * 1000 / (new - 1), (t1 - t0) * 1000, switches, [list(r) for r in zip(*tokens)]

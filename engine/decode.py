@@ -24,7 +24,15 @@ def compiled_step(device: torch.device):
     """The per-token function: CUDA graphs via torch.compile on a GPU, eager on the CPU."""
     if device.type != "cuda":
         return decode_one_token
-    return torch.compile(decode_one_token, mode="reduce-overhead", fullgraph=True)
+    step = torch.compile(decode_one_token, mode="reduce-overhead", fullgraph=True)
+
+    def replay(*args):
+        # each token is a new step for CUDA-graph trees: the last replay's outputs were already consumed,
+        # so its memory may be reused (without this, switching between captured graphs can re-record)
+        torch.compiler.cudagraph_mark_step_begin()
+        return step(*args).clone()  # the next replay overwrites the graph's output buffer
+
+    return replay
 
 
 def cache_len(n: int) -> int:

@@ -210,7 +210,7 @@ class Engine:
                 for s in streams:
                     s.switch_ms += (time.perf_counter() - t_switch) * 1000 / rows
             step_input_pos.fill_(pos)
-            nxt = self._step(self.model, nxt[:, None], step_input_pos, pad, seen, params, sampling.greedy).clone()
+            nxt = self._step(self.model, nxt[:, None], step_input_pos, pad, seen, params, sampling.greedy)
             pos += 1
         elapsed = time.perf_counter() - t_decode
         for i, s in enumerate(streams):
