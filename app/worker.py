@@ -117,6 +117,13 @@ class EngineWorker(QThread):
         result = train(self._require(), lambda message, fraction=-1.0: self.progress.emit(message, fraction))
         return {**self._info(), "train": result}
 
+    def _do_library(self, job):
+        """`job(engine or None, progress)` from the library manager (ui/library_jobs.py): imports, edits and
+        retrains that change the bank must run here, and the disk-heavy ones must not run in the UI thread even
+        when no model is loaded. The result is under "library"; the bank's state beside it when a model is."""
+        result = job(self._engine, lambda message, fraction=-1.0: self.progress.emit(message, fraction))
+        return {**(self._info() if self._engine is not None else {}), "library": result}
+
     def _do_generate(self, messages: list[dict], **settings):
         from engine.events import DoneEvent, RoutingEvent, TokenEvent
         eng = self._require()
