@@ -4,6 +4,7 @@ Everything is made in-process and saved to tmp, then loaded back through the rea
 """
 import os
 import threading
+import weakref
 
 import pytest
 import torch
@@ -115,19 +116,31 @@ def llama_adapters(tmp_path_factory, llama_dir):
             for i, (name, spec) in enumerate(specs.items())}
 
 
+# Every QThread started during a test is recorded, so the check below costs nothing for tests without Qt.
+_started_qthreads = []
+try:
+    from PySide6.QtCore import QThread
+
+    _qthread_start = QThread.start
+
+    def _recording_start(self, *args, **kwargs):
+        _started_qthreads.append(weakref.ref(self))
+        return _qthread_start(self, *args, **kwargs)
+
+    QThread.start = _recording_start
+except ImportError:  # no Qt installed: nothing to record
+    pass
+
+
 @pytest.fixture(autouse=True)
 def _no_leaked_threads():
     """Fail a test that leaves a QThread (or any non-daemon Python thread) running."""
     before = set(threading.enumerate())
+    _started_qthreads.clear()
     yield
     leaked = [t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon]
     assert not leaked, f"test left threads running: {leaked}"
-    try:
-        from PySide6.QtCore import QThread
-    except ImportError:
-        return
-    import gc
-    running = [o for o in gc.get_objects() if isinstance(o, QThread) and _is_running(o)]
+    running = [t for t in (ref() for ref in _started_qthreads) if t is not None and _is_running(t)]
     assert not running, f"test left QThreads running: {running}"
 
 

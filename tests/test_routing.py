@@ -1,0 +1,75 @@
+"""Sentence-level routing in generation: the router runs before the first token and after every sentence end,
+the engine switches exactly there, and pin / mute / fixed-mix overrides are honoured."""
+import pytest
+
+from engine import DoneEvent, Engine, RoutingEvent, TokenEvent
+from engine.router import Router
+
+TOPICS = {"alpha": "cat dog horse cow sheep goat", "beta": "add sum plus minus times divide",
+          "gamma": "code python function loop class", "delta": "paris london rome berlin tokyo"}
+MESSAGES = [{"role": "user", "content": "hello"}]
+
+
+@pytest.fixture(scope="module")
+def routed(llama_dir, llama_adapters):
+    eng = Engine.load(llama_dir, device="cpu")
+    for name, path in llama_adapters.items():
+        eng.add_adapter(path, name=name)
+    examples = {n: [f"{w} {v} question {i}" for i in range(12) for w, v in zip(t.split(), t.split()[::-1])]
+                for n, t in TOPICS.items()}
+    eng.router = Router.train(examples, seed=0, epochs=30)
+    return eng
+
+
+def stream_with_ends(eng, **kw):
+    """A sampled stream (seeded) that has at least two sentence ends, recording every switch the engine makes
+    as (TokenEvents seen so far, mix)."""
+    switches = []
+    apply_mix = eng.apply_mix
+    for seed in range(20):
+        events, switches[:] = [], []
+        eng.apply_mix = lambda mix, rows=1: (switches.append((sum(isinstance(e, TokenEvent) for e in events), mix)),
+                                             apply_mix(mix, rows))
+        try:
+            for ev in eng.generate(MESSAGES, max_new_tokens=80, ignore_eos=True, temperature=1.0, seed=seed, **kw):
+                events.append(ev)
+        finally:
+            eng.apply_mix = apply_mix
+        if sum(isinstance(e, TokenEvent) and e.sentence_end for e in events[:-2]) >= 2:
+            return events, switches
+    pytest.fail("no seed gave two sentence ends")
+
+
+def test_routing_before_first_token_and_after_every_sentence_end(routed):
+    events, switches = stream_with_ends(routed, top_p=0.9)
+    assert isinstance(events[0], RoutingEvent) and isinstance(events[-1], DoneEvent)
+    tokens_seen, text = 0, ""
+    routings = []
+    for i, ev in enumerate(events):
+        if isinstance(ev, RoutingEvent):
+            assert i == 0 or events[i - 1].sentence_end  # only at the start or right after a sentence end
+            expected = routed.router.route(f"hello\n{text}", top_p=0.9)
+            assert ev.selected == pytest.approx(expected.selected) and ev.probs == pytest.approx(expected.probs)
+            assert ev.sentence == len(routings) and ev.latency_ms >= 0
+            routings.append((tokens_seen, ev.selected))
+        elif isinstance(ev, TokenEvent):
+            if ev.sentence_end and i < len(events) - 2:
+                assert isinstance(events[i + 1], RoutingEvent)  # every sentence end is followed by routing
+            tokens_seen += 1
+            text += ev.text
+    # the engine switched exactly at the routing points (and nowhere else), to the routed mix
+    assert [(t, m or {}) for t, m in switches] == [(t, m) for t, m in routings]
+
+
+def test_mute_pin_and_fixed_mix(routed):
+    first = next(iter(routed.generate(MESSAGES, max_new_tokens=1)))
+    top = max(first.probs, key=first.probs.get)
+    events, _ = stream_with_ends(routed, top_p=0.99, muted=[top], pinned=["delta"] if top != "delta" else ["gamma"])
+    pinned = "delta" if top != "delta" else "gamma"
+    for ev in events:
+        if isinstance(ev, RoutingEvent):
+            assert top not in ev.selected and pinned in ev.selected
+            assert sum(ev.selected.values()) == pytest.approx(1.0)
+    fixed = [e for e in routed.generate(MESSAGES, mix={"beta": 0.5, "gamma": 0.5}, max_new_tokens=30)
+             if isinstance(e, RoutingEvent)]
+    assert fixed and all(e.selected == {"beta": 0.5, "gamma": 0.5} and e.probs == {} for e in fixed)
