@@ -1,5 +1,6 @@
 """Widgets on their own (no engine): tinted Markdown, routing chart, timeline, controls, input box, export."""
 import json
+import sys
 
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
@@ -198,3 +199,14 @@ def test_export_json_and_markdown(tmp_path):
                                                 "selected": {"code": 1.0}, "routing_ms": 0.4}
     md = export.save(conv, tmp_path / "c.md").read_text(encoding="utf-8")
     assert "| 1 | It is 5. | math 1.00 |" in md and "| 2 | Done \\| ok | code 1.00 |" in md
+
+
+def test_the_qt_binding_does_not_drop_references_to_none(qapp):
+    """PySide6 6.12.0 on Python < 3.12 returns None from void methods without a reference: every call drops one,
+    and the app dies with 'Fatal Python error: none_dealloc' within one long streamed reply. Pin PySide6 < 6.12
+    there (Python >= 3.12 makes None immortal, so it is unaffected)."""
+    color = QColor("#123456")
+    before = sys.getrefcount(None)
+    for _ in range(1000):
+        color.setAlpha(10)  # a void method
+    assert sys.getrefcount(None) >= before

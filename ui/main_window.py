@@ -12,8 +12,8 @@ from app import export, paths
 from app.conversation import Conversation
 from app.settings import DEVICES, DTYPES, Settings
 from app.worker import EngineWorker
-from ui.chat_pane import ChatPane
 from ui import colors
+from ui.chat_pane import ChatPane
 from ui.colors import tint
 from ui.controls import Controls
 from ui.routing_chart import RoutingChart
