@@ -112,11 +112,6 @@ class EngineWorker(QThread):
         self._require().load_router(path)
         return self._info()
 
-    def _do_retrain_router(self, train):
-        """`train(engine, progress)` is supplied by the caller (library manager); progress(message, fraction)."""
-        result = train(self._require(), lambda message, fraction=-1.0: self.progress.emit(message, fraction))
-        return {**self._info(), "train": result}
-
     def _do_library(self, job):
         """`job(engine or None, progress)` from the library manager (ui/library_jobs.py): imports, edits and
         retrains that change the bank must run here, and the disk-heavy ones must not run in the UI thread even

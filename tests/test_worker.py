@@ -152,20 +152,22 @@ def test_add_and_remove_adapters(qtbot, loaded, rec):
     assert kind == "failed" and "nope" in message
 
 
-def test_retrain_runs_the_supplied_function_on_the_engine_thread(qtbot, loaded, rec):
+def test_library_jobs_run_on_the_engine_thread_with_or_without_a_model(qtbot, worker, rec, llama_dir):
     import threading
-    seen = {}
+    seen = []
 
-    def train(engine, progress):
-        seen["thread"] = threading.current_thread()
-        seen["adapters"] = engine.adapters
+    def job(engine, progress):  # e.g. a router retrain supplied by the library manager
+        seen.append((threading.current_thread(), engine and engine.adapters))
         progress("Training router", 0.5)
         return {"accuracy": 1.0}
 
+    kind, _, result = call(qtbot, worker, rec, "library", job=job)
+    assert kind == "done" and result == {"library": {"accuracy": 1.0}}  # no model: the job gets None
+    call(qtbot, worker, rec, "load_model", model_dir=str(llama_dir), device="cpu")
     start = len(rec.events)
-    kind, _, result = call(qtbot, loaded, rec, "retrain_router", train=train)
-    assert kind == "done" and result["train"] == {"accuracy": 1.0} and result["adapters"] == ["alpha", "beta", "gamma"]
-    assert seen["thread"] is not threading.main_thread() and seen["adapters"] == ["alpha", "beta", "gamma"]
+    kind, _, result = call(qtbot, worker, rec, "library", job=job)
+    assert kind == "done" and result["library"] == {"accuracy": 1.0} and result["adapters"] == []
+    assert [s[1] for s in seen] == [None, []] and all(s[0] is not threading.main_thread() for s in seen)
     assert ("progress", "Training router", 0.5) in rec.events[start:]
 
 
