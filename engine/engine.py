@@ -29,6 +29,7 @@ class Engine:
         self.eos_ids = _eos_ids(tokenizer, model_dir)
         self._step = compiled_step(self.device)
         self._cancel = threading.Event()
+        self._excluded: set[str] = set()        # adapters being removed: never routed again (see exclude)
         self._mix_key = None                    # the mix now in force, to skip switches that change nothing
 
     @classmethod
@@ -58,7 +59,13 @@ class Engine:
 
     def remove_adapter(self, name: str):
         self.bank.remove(name)
+        self._excluded.discard(name)
         self._mix_key = None
+
+    def exclude(self, name: str):
+        """Thread-safe: from the next sentence on, `name` is in no mix (a removal asked for mid-reply takes
+        effect after the current sentence; the worker removes it from the bank when the reply ends)."""
+        self._excluded.add(name)
 
     def load_router(self, path):
         from .router import Router
@@ -229,7 +236,8 @@ class Engine:
         if self.router is None:
             return None
         return lambda context, _sentence: self.router.route(context, top_p=top_p, max_adapters=max_adapters,
-                                                            pinned=pinned, muted=muted, enabled=enabled)
+                                                            pinned=[p for p in pinned if p not in self._excluded],
+                                                            muted=set(muted) | self._excluded, enabled=enabled)
 
     def _route_row(self, row, stream, pick, fixed):
         t = time.perf_counter()
@@ -240,6 +248,10 @@ class Engine:
         else:
             result = {}
         probs, selected = ({}, dict(result)) if isinstance(result, dict) else (result.probs, result.selected)
+        kept = {k: w for k, w in selected.items() if k not in self._excluded}
+        if kept != selected:  # a fixed or callback mix that names an adapter being removed
+            total = sum(kept.values())
+            selected = {k: w / total for k, w in kept.items()} if total > 0 else {}
         ms = (time.perf_counter() - t) * 1000
         stream.routing_ms += ms
         stream.routing.append(RoutingEvent(len(stream.routing), probs, selected, ms, row))

@@ -36,12 +36,12 @@ def stream_with_ends(eng, **kw):
         finally:
             eng.apply_mix = apply_mix
         if sum(isinstance(e, TokenEvent) and e.sentence_end for e in events[:-2]) >= 2:
-            return events, switches
+            return events, switches, seed
     pytest.fail("no seed gave two sentence ends")
 
 
 def test_routing_before_first_token_and_after_every_sentence_end(routed):
-    events, switches = stream_with_ends(routed, top_p=0.9)
+    events, switches, _ = stream_with_ends(routed, top_p=0.9)
     assert isinstance(events[0], RoutingEvent) and isinstance(events[-1], DoneEvent)
     tokens_seen, text = 0, ""
     routings = []
@@ -64,7 +64,7 @@ def test_routing_before_first_token_and_after_every_sentence_end(routed):
 def test_mute_pin_and_fixed_mix(routed):
     first = next(iter(routed.generate(MESSAGES, max_new_tokens=1)))
     top = max(first.probs, key=first.probs.get)
-    events, _ = stream_with_ends(routed, top_p=0.99, muted=[top], pinned=["delta"] if top != "delta" else ["gamma"])
+    events, _, _ = stream_with_ends(routed, top_p=0.99, muted=[top], pinned=["delta"] if top != "delta" else ["gamma"])
     pinned = "delta" if top != "delta" else "gamma"
     for ev in events:
         if isinstance(ev, RoutingEvent):
@@ -73,3 +73,19 @@ def test_mute_pin_and_fixed_mix(routed):
     fixed = [e for e in routed.generate(MESSAGES, mix={"beta": 0.5, "gamma": 0.5}, max_new_tokens=30)
              if isinstance(e, RoutingEvent)]
     assert fixed and all(e.selected == {"beta": 0.5, "gamma": 0.5} and e.probs == {} for e in fixed)
+
+
+def test_exclude_mid_reply_takes_effect_at_the_next_sentence(routed):
+    _, _, seed = stream_with_ends(routed, mix={"alpha": 0.5, "beta": 0.5})
+    gen = routed.generate(MESSAGES, mix={"alpha": 0.5, "beta": 0.5}, max_new_tokens=80, ignore_eos=True,
+                          temperature=1.0, seed=seed)
+    seen = []
+    for ev in gen:
+        if isinstance(ev, RoutingEvent):
+            seen.append(ev.selected)
+            if len(seen) == 1:
+                routed.exclude("alpha")  # as the UI thread would, while the first sentence is generated
+    routed._excluded.clear()
+    assert seen[0] == {"alpha": 0.5, "beta": 0.5}
+    assert all(s == {"beta": 1.0} for s in seen[1:]) and len(seen) >= 3
+
