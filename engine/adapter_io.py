@@ -293,8 +293,9 @@ def _lora_modules(label, config_label, tensors, config, module_shapes):
         r = a.shape[0]
         alpha = float(_pattern_value(config_label, "alpha_pattern", config, module, alpha_default))
         scaling = alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r  # as PEFT's update_layer
-        a32, b32 = _finite(label, f"{module}.lora_A", a.float()), _finite(label, f"{module}.lora_B", b.float())
-        b32 = _finite(label, f"{module}.lora_B times the scaling {scaling:g}", b32 * scaling)
+        # one pass per tensor: a NaN/Inf in lora_B is still NaN/Inf once scaled (alpha is finite, checked above)
+        a32 = _finite(label, f"{module}.lora_A", a.float())
+        b32 = _finite(label, f"{module}.lora_B", b.float() * scaling, f" after the scaling {scaling:g}")
         modules[module] = (a32.contiguous(), b32.contiguous())
         ranks[module] = r
         nbytes += a.numel() * a.element_size() + b.numel() * b.element_size()
@@ -324,10 +325,10 @@ def _check_shapes(label, config_label, module, a, b, in_out, r_config):
                            f"{config_label} gives r={r_config} for this module")
 
 
-def _finite(label, what, t):
-    bad = int((~torch.isfinite(t)).sum())
-    if bad:
-        raise AdapterError(f"{label}: {what} has {bad} NaN/Inf values (shape {list(t.shape)})")
+def _finite(label, what, t, note=""):
+    if not torch.isfinite(t).all():
+        bad = int((~torch.isfinite(t)).sum())
+        raise AdapterError(f"{label}: {what} has {bad} NaN/Inf values{note} (shape {list(t.shape)})")
     return t
 
 
