@@ -1,0 +1,222 @@
+"""Retrain the router on the library's examples (engine thread): progress per epoch (loss, held-out accuracy),
+cancel, head-only when adapters were only added or removed or full on request; then the held-out accuracy
+and a confusion-matrix heatmap (rows: the adapter an example belongs to, columns: the adapter it was routed to).
+
+Library.retrain replaces the router only when training finished: a cancel or a failure keeps the old one."""
+import math
+import threading
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+
+from ui.notice import Notice
+
+HEAT = pg.ColorMap([0.0, 1.0], [(255, 255, 255), (46, 84, 140)])  # share of a row: white -> deep blue
+MAX_CELL_LABELS = 16   # counts are written in the cells up to this many adapters
+MAX_TICKS = 24         # more adapters than this: every k-th name on the axes
+TICK_CHARS = 14
+
+
+class RetrainPanel(QWidget):
+    epochDone = Signal(int, int, float, object)  # epoch, epochs, loss, held-out accuracy (None: no held-out set)
+    finished = Signal(object)                    # the new router's report, or None when cancelled
+
+    def __init__(self, library, jobs, parent=None):
+        super().__init__(parent)
+        self.library, self.jobs = library, jobs
+        self.running = False
+        self._cancel = threading.Event()
+        self.confusion = np.zeros((0, 0), np.int64)  # [true, routed] counts shown in the heatmap
+
+        self.status = Notice()
+        self.full = QCheckBox("Full retrain", toolTip="Refit the router's features too (slower). Without it the "
+                              "retrain is head-only when adapters were only added or removed, and full when "
+                              "examples changed or there is no router yet.")
+        self.retrain_button = QPushButton("Retrain router", objectName="primaryButton")
+        self.cancel_button = QPushButton("Cancel", toolTip="Stop training; the current router is kept")
+        self.retrain_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.progress = QProgressBar(textVisible=False)
+        self.progress_label = QLabel(objectName="hint")
+        self.result_title = QLabel("Held-out accuracy", objectName="hint")
+        self.accuracy = QLabel("—")
+        self.accuracy.setStyleSheet("font-size: 24pt; font-weight: 600; color: #2e548c;")
+        self.summary = QLabel(objectName="hint", wordWrap=True)
+        self.matrix_title = QLabel("Confusion matrix · rows: examples of an adapter · columns: routed to",
+                                   objectName="sectionTitle", wordWrap=True)
+
+        self.plot = pg.PlotWidget(background="w")
+        self.plot.hideButtons()
+        self.plot.setMenuEnabled(False)
+        vb = self.plot.getViewBox()
+        vb.invertY(True)   # first adapter at the top
+        vb.setMouseEnabled(x=False, y=False)
+        for side in ("left", "bottom"):
+            self.plot.getAxis(side).setStyle(tickLength=0)
+        self.plot.setLabel("left", "examples of")
+        self.plot.setLabel("bottom", "routed to")
+        self.image = pg.ImageItem(axisOrder="row-major")  # image[row, col] = confusion[true, routed]
+        self.image.setLookupTable(HEAT.getLookupTable(0.0, 1.0, 256))
+        self.plot.addItem(self.image)
+        self._cell_labels: list[pg.TextItem] = []
+
+        controls = QHBoxLayout()
+        controls.addWidget(self.full)
+        controls.addStretch(1)
+        controls.addWidget(self.cancel_button)
+        controls.addWidget(self.retrain_button)
+        result = QHBoxLayout()
+        left = QVBoxLayout()
+        left.addWidget(self.result_title)
+        left.addWidget(self.accuracy)
+        result.addLayout(left)
+        result.addWidget(self.summary, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 10, 10, 10)
+        layout.addWidget(self.status)
+        layout.addLayout(controls)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.progress_label)
+        layout.addLayout(result)
+        layout.addWidget(self.matrix_title)
+        layout.addWidget(self.plot, 1)
+        self._set_running(False)
+        self.refresh()
+
+    # ---- state ----
+    def refresh(self):
+        """Say whether the router matches the enabled adapters, and show its last report."""
+        from engine.errors import SwitchboardError  # imported by the time a library is open
+
+        if self.running:
+            return
+        try:
+            info = self.library.router_info()
+            adapters = self.library.list()
+        except SwitchboardError as e:
+            self.status.show_message(str(e), "error")
+            return
+        enabled = [a for a in adapters if a.enabled]
+        missing = [a.name for a in enabled if a.n_examples == 0]
+        self.retrain_button.setEnabled(bool(enabled) and not missing)
+        if not enabled:
+            self.status.show_message("No enabled adapters: import some, then train the router on their examples.",
+                                     "warn")
+        elif missing:
+            self.status.show_message(f"No router examples for {', '.join(missing)}: add some in the Examples tab "
+                                     "(or disable those adapters) before training.", "warn")
+        elif info is None:
+            self.status.show_message("No router yet: replies use the base model until one is trained.", "warn")
+        elif not info["matches"]:
+            names = {a.name for a in enabled}
+            trained = set(info["adapters"] or [])
+            parts = [f"new: {', '.join(sorted(names - trained))}" if names - trained else "",
+                     f"gone: {', '.join(sorted(trained - names))}" if trained - names else ""]
+            self.status.show_message("The router was trained for other adapters ("
+                                     + "; ".join(p for p in parts if p) + "). Retrain it so that it routes to them "
+                                     "(head-only: seconds).", "warn")
+        else:
+            self.status.show_message(f"Up to date: trained on the {len(enabled)} enabled adapters.", "info")
+        self.show_report(info["report"] if info else None)
+
+    def show_report(self, report: dict | None):
+        if not report:
+            self.accuracy.setText("—")
+            self.summary.setText("Not trained yet.")
+            self._draw_matrix(np.zeros((0, 0), np.int64), [])
+            return
+        acc = report.get("accuracy")
+        self.accuracy.setText("—" if acc is None else f"{acc:.1%}")
+        mode = {"head": "head-only retrain", "full": "full retrain"}.get(report.get("mode"), "last training")
+        self.summary.setText(f"{mode} · {len(report['labels'])} adapters · {report['n_train']} training and "
+                             f"{report['n_heldout']} held-out examples · {report.get('date', '')}"
+                             + ("" if acc is not None else " · too few examples to hold any out"))
+        self._draw_matrix(np.asarray(report["confusion"], np.int64), report["labels"])
+
+    def _draw_matrix(self, confusion, labels):
+        self.confusion = confusion
+        for item in self._cell_labels:
+            self.plot.removeItem(item)
+        self._cell_labels = []
+        n = len(labels)
+        self.plot.setVisible(n > 0)
+        self.matrix_title.setVisible(n > 0)
+        if n == 0:
+            return
+        totals = confusion.sum(axis=1, keepdims=True)
+        share = confusion / np.maximum(totals, 1)  # [true, routed]: each row sums to 1 (or 0 without examples)
+        self.image.setImage(share, levels=(0.0, 1.0))
+        self.image.setRect(0, 0, n, n)
+        step = math.ceil(n / MAX_TICKS)
+        ticks = [[(i + 0.5, _short(name)) for i, name in enumerate(labels) if i % step == 0]]
+        self.plot.getAxis("bottom").setTicks(ticks)
+        self.plot.getAxis("left").setTicks(ticks)
+        self.plot.setRange(xRange=(0, n), yRange=(0, n), padding=0)
+        if n <= MAX_CELL_LABELS:
+            for i in range(n):
+                for j in range(n):
+                    if confusion[i, j]:
+                        label = pg.TextItem(str(confusion[i, j]), anchor=(0.5, 0.5),
+                                            color="w" if share[i, j] > 0.55 else "#3b4656")
+                        label.setPos(j + 0.5, i + 0.5)
+                        self.plot.addItem(label)
+                        self._cell_labels.append(label)
+
+    # ---- training ----
+    def start(self):
+        """Retrain on the engine thread; the progress bar follows the epochs."""
+        self._cancel.clear()
+        cancel, full = self._cancel.is_set, self.full.isChecked()
+
+        def job(engine, progress):
+            def epoch(e, epochs, loss, acc):
+                held = "" if acc is None else f", held-out accuracy {acc:.0%}"
+                progress(f"Retraining the router: epoch {e}/{epochs}, loss {loss:.3f}{held}", e / epochs)
+                self.jobs.report(self._on_epoch, (e, epochs, loss, acc))
+            return self.library.retrain(engine, full=full, progress=epoch, cancel=cancel)
+
+        self._set_running(True)
+        self.progress.setRange(0, 0)
+        self.progress_label.setText("Waiting for the engine…")
+        self.jobs.run(job, self._done, self._failed)
+
+    def cancel(self):
+        self._cancel.set()
+        self.progress_label.setText("Cancelling…")
+
+    def _on_epoch(self, payload):
+        e, epochs, loss, acc = payload
+        self.progress.setRange(0, epochs)
+        self.progress.setValue(e)
+        held = "" if acc is None else f" · held-out accuracy {acc:.1%}"
+        self.progress_label.setText(f"Epoch {e} / {epochs} · loss {loss:.3f}{held}")
+        self.epochDone.emit(e, epochs, loss, acc)
+
+    def _done(self, report, with_engine: bool):
+        self._set_running(False)
+        self.refresh()
+        self.finished.emit(report)  # before the outcome is shown: listeners may refresh this panel
+        if report is None:
+            self.status.show_message("Cancelled: the previous router is kept.", "warn")
+        else:
+            self.show_report(report)
+            where = "and loaded into the model" if with_engine else "in the library; the model uses it when reopened"
+            self.status.show_message(f"Router retrained ({report['mode']}) {where}.", "info")
+
+    def _failed(self, message: str):
+        self._set_running(False)
+        self.refresh()
+        self.status.show_message(message, "error")
+
+    def _set_running(self, running: bool):
+        self.running = running
+        self.retrain_button.setEnabled(not running)
+        self.full.setEnabled(not running)
+        for w in (self.cancel_button, self.progress, self.progress_label):
+            w.setVisible(running)
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= TICK_CHARS else name[:TICK_CHARS - 1] + "…"
