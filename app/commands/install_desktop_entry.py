@@ -18,7 +18,7 @@ def add_parser(sub):
     p = sub.add_parser("install-desktop-entry", help="add the app to the Linux application menu (with its icon)",
                        description="Write a freedesktop .desktop entry that starts this installation of "
                                    "switchboard, and the app icon, into the user's applications and icons folders.")
-    p.add_argument("--prefix", help="write into DIR/share/applications and DIR/share/icons instead of "
+    p.add_argument("--prefix", metavar="DIR", help="write into DIR/share/applications and DIR/share/icons instead of "
                                     "$XDG_DATA_HOME (default ~/.local/share)")
 
 
