@@ -4,6 +4,7 @@ import json
 import pytest
 from PySide6.QtCore import QPoint, QSettings, Qt
 from PySide6.QtGui import QTextCursor
+from PySide6.QtWidgets import QDialog
 
 from app import loading, paths
 from app.settings import Settings
@@ -220,3 +221,12 @@ def test_export_writes_the_conversation_with_its_routing(qtbot, window, tmp_path
     data = json.loads((tmp_path / "chat.json").read_text(encoding="utf-8"))
     assert data["turns"][1]["content"] == window.conv.turns[1].text
     assert [s["selected"] for s in data["turns"][1]["sentences"]] == [s.selected for s in window.conv.turns[1].sentences]
+
+
+def test_the_library_menu_opens_the_adapter_library(qtbot, settings, tmp_path):
+    window = make_window(qtbot, settings)
+    assert "Library" in [a.text().replace("&", "") for a in window.menuBar().actions()]
+    window.library_action.trigger()
+    library_window = next(w for w in window.findChildren(QDialog) if w.isVisible())
+    assert str(tmp_path / "no-library") in library_window.windowTitle()
+    library_window.close()

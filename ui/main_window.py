@@ -16,6 +16,7 @@ from ui import colors
 from ui.chat_pane import ChatPane
 from ui.colors import tint
 from ui.controls import Controls
+from ui.library_panel import install_library_panel
 from ui.routing_chart import RoutingChart
 from ui.settings_dialog import SettingsDialog
 from ui.style import STYLE_SHEET, configure_pyqtgraph
@@ -84,6 +85,7 @@ class MainWindow(QMainWindow):
         self._panel = panel
 
         self._build_menus()
+        self.library_action = install_library_panel(self, self.worker, paths.default_library_dir())
         self.status_model = QLabel("No model")
         self.status_task = QLabel()
         self.status_progress = QProgressBar(maximumWidth=140, maximumHeight=14, textVisible=False)
