@@ -115,20 +115,15 @@ class Engine:
         """Thread-safe: the running generate() stops after the current token and ends with a DoneEvent."""
         self._cancel.set()
 
-    def generate(self, messages, *, mix=None, route=None, top_p=0.8, max_adapters=None, pinned=(), muted=(),
-                 enabled=None, max_new_tokens=256, temperature=0.0, top_k=0, sample_top_p=1.0,
-                 repetition_penalty=1.0, stop=(), ignore_eos=False, seed=None):
+    def generate(self, messages, *, mix=None, **kw):
         """Stream one assistant reply: RoutingEvent before every sentence, TokenEvents, then a DoneEvent.
 
-        The mix for each sentence comes from `mix` (fixed), else `route(context, sentence)` (a callback that
-        returns {name: weight} or a Routing), else the loaded router with top_p / max_adapters / pinned /
-        muted / enabled, else the base model."""
-        rows = self.generate_rows([messages], mix=None if mix is None else [mix], route=route, top_p=top_p,
-                                  max_adapters=max_adapters, pinned=pinned, muted=muted, enabled=enabled,
-                                  max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                                  sample_top_p=sample_top_p, repetition_penalty=repetition_penalty, stop=stop,
-                                  ignore_eos=ignore_eos, seed=seed)
-        yield from rows
+        The mix for each sentence comes from `mix` (fixed {name: weight}), else `route(context, sentence)` (a
+        callback returning {name: weight} or a Routing), else the loaded router with top_p / max_adapters /
+        pinned / muted / enabled, else the base model. Sampling: temperature (0 = greedy), top_k,
+        sample_top_p, repetition_penalty, seed; stopping: max_new_tokens, stop strings, EOS (unless
+        ignore_eos), cancel()."""
+        yield from self.generate_rows([messages], mix=None if mix is None else [mix], **kw)
 
     def generate_batch(self, conversations, mixes=None, **kw) -> list[dict]:
         """Several conversations at once, each row with its own mix (a list of dicts) or its own routing.
@@ -174,8 +169,7 @@ class Engine:
                 seen[i, torch.tensor(p, device=dev)] = True
 
         streams = [_Stream(self, c, p, stop) for c, (p, _) in zip(conversations, prompts)]
-        fixed = mix if mix is not None else None
-        mixes = [self._route_row(i, s, pick, fixed) for i, s in enumerate(streams)]
+        mixes = [self._route_row(i, s, pick, mix) for i, s in enumerate(streams)]
         yield from (s.routing[-1] for s in streams)
         self.apply_mix(mixes if rows > 1 else mixes[0], rows)
 
@@ -204,7 +198,7 @@ class Engine:
                     elif self._cancel.is_set():
                         s.finish("cancel")
                     elif s.sentence_ended:
-                        mixes[i] = self._route_row(i, s, pick, fixed)
+                        mixes[i] = self._route_row(i, s, pick, mix)
                         yield s.routing[-1]
                         rerouted = True
             if all(s.done for s in streams):
