@@ -1,0 +1,33 @@
+"""The command line: help lists every command, commands load without Qt, chat streams a reply or explains."""
+import subprocess
+import sys
+
+import pytest
+
+from app.cli import COMMANDS, main
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for name in COMMANDS:
+        assert name.replace("_", "-") in out
+
+
+def test_commands_load_without_qt():
+    code = ("import sys; from app.cli import parser; parser(); "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph')]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_chat_streams_a_reply(llama_dir, capsys):
+    assert main(["chat", "--model", str(llama_dir), "--max-new-tokens", "12", "hello"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() and "[sentence 1: base model]" in err and "tokens" in err and "stop:" in err
+
+
+def test_chat_explains_a_bad_model_folder(tmp_path, capsys):
+    assert main(["chat", "--model", str(tmp_path / "missing"), "hi"]) == 2
+    assert "model folder not found" in capsys.readouterr().err
