@@ -22,12 +22,7 @@ def parser() -> tuple[argparse.ArgumentParser, dict]:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     modules = {}
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"app.commands.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"app.commands.{name}":
-                raise
-            continue
+        module = importlib.import_module(f"app.commands.{name}")
         module.add_parser(sub)
         modules[name.replace("_", "-")] = module
     return p, modules
