@@ -9,7 +9,8 @@ import re
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QAbstractItemView, QApplication, QDialog, QDialogButtonBox, QFileDialog, QHBoxLayout,
-                               QLabel, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget)
+                               QLabel, QListWidget, QListWidgetItem, QPlainTextEdit, QPushButton, QStyledItemDelegate,
+                               QVBoxLayout, QWidget)
 
 from ui.notice import Notice
 
@@ -36,10 +37,12 @@ class ExamplesEditor(QWidget):
 
         self.title = QLabel(objectName="sectionTitle")
         self.count = QLabel(objectName="hint", wordWrap=True)
-        self.list = QListWidget(alternatingRowColors=True, wordWrap=True,
+        self.list = QListWidget(alternatingRowColors=True, uniformItemSizes=True,
                                 selectionMode=QAbstractItemView.ExtendedSelection,
                                 editTriggers=QAbstractItemView.DoubleClicked | QAbstractItemView.EditKeyPressed)
-        self.list.setVerticalScrollMode(QAbstractItemView.ScrollPerPixel)
+        self.list.setItemDelegate(PromptDelegate(self.list))
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)  # long prompts are elided (full: tooltip)
+        self.list.setTextElideMode(Qt.ElideRight)
         self.list.itemChanged.connect(lambda _item: self._save_list())
         self.add_button = QPushButton("Add", toolTip="Add an example and edit it")
         self.delete_button = QPushButton("Delete", toolTip="Delete the selected examples (Del)")
@@ -174,6 +177,10 @@ class ExamplesEditor(QWidget):
         prompts = [p.strip() for p in self.prompts() if p.strip()]
         if prompts != self.prompts():
             self._fill(prompts)
+        self.list.blockSignals(True)
+        for i in range(self.list.count()):  # an edited example's tooltip
+            self.list.item(i).setToolTip(self.list.item(i).text())
+        self.list.blockSignals(False)
         try:
             self.library.set_examples(self.name, prompts)
         except (SwitchboardError, OSError) as e:
@@ -194,6 +201,7 @@ class ExamplesEditor(QWidget):
     def _item(text: str) -> QListWidgetItem:
         item = QListWidgetItem(text)
         item.setFlags(item.flags() | Qt.ItemIsEditable)
+        item.setToolTip(text)
         return item
 
     # ---- probe examples ----
@@ -234,6 +242,31 @@ class ExamplesEditor(QWidget):
         self.probe_button.setEnabled(False)
         self.probe_button.setText("Sampling from the model…")
         self.jobs.run(job, done, failed)
+
+
+class PromptDelegate(QStyledItemDelegate):
+    """One line per example in the list (line breaks shown as ⏎), and a multi-line editor: prompts may span lines.
+    The edit is kept when the editor loses focus; Escape drops it."""
+    EDITOR_LINES = 6
+
+    def displayText(self, value, locale):
+        return str(value).replace("\n", " ⏎ ")
+
+    def createEditor(self, parent, option, index):
+        editor = QPlainTextEdit(parent)
+        editor.setTabChangesFocus(True)
+        return editor
+
+    def setEditorData(self, editor, index):
+        editor.setPlainText(index.data(Qt.EditRole))
+
+    def setModelData(self, editor, model, index):
+        model.setData(index, editor.toPlainText(), Qt.EditRole)
+
+    def updateEditorGeometry(self, editor, option, index):
+        rect = option.rect
+        rect.setHeight(max(rect.height(), self.EDITOR_LINES * option.fontMetrics.height() + 12))
+        editor.setGeometry(rect)
 
 
 class ProbeDialog(QDialog):

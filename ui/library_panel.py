@@ -42,6 +42,7 @@ QTableView, QListWidget { background: #ffffff; border: 1px solid #dde2e8; border
                           alternate-background-color: #f7f9fb; selection-background-color: #dbe6f3;
                           selection-color: #1f2a37; }
 QTableView { gridline-color: transparent; }
+QListWidget::item { padding: 3px 2px; }
 QHeaderView::section { background: #f0f3f7; border: none; border-bottom: 1px solid #dde2e8; padding: 4px 6px;
                        font-weight: 600; color: #3b4656; }
 QTabWidget::pane { border: 1px solid #dde2e8; border-radius: 6px; background: #ffffff; top: -1px; }
@@ -194,7 +195,7 @@ class LibraryPanel(QWidget):
         self.examples = ExamplesEditor(library, jobs)
         self.examples.changed.connect(self._examples_changed)
         self.retrain = RetrainPanel(library, jobs)
-        self.retrain.finished.connect(lambda report: self.refresh())
+        self.retrain.finished.connect(self._retrained)
         self.tabs = QTabWidget(documentMode=False)
         self.tabs.addTab(self.examples, "Examples")
         self.tabs.addTab(self.retrain, "Router")
@@ -285,6 +286,11 @@ class LibraryPanel(QWidget):
         self.model.set_loaded(self.jobs.bank)
         self._update_footer(self.model.rows)
         self.examples.update_state()
+
+    def _retrained(self, report):
+        if report is not None:
+            self.notice.show_message("")  # the "retrain the router" prompt is answered
+        self.refresh()
 
     def _examples_changed(self, name: str):
         self.refresh()

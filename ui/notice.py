@@ -1,5 +1,5 @@
 """Notice: a one-line message band for the library windows (info, warning or error), hidden when empty."""
-from PySide6.QtWidgets import QLabel
+from PySide6.QtWidgets import QLabel, QSizePolicy
 
 STYLE = """
 #notice { border-radius: 6px; padding: 6px 8px; }
@@ -13,6 +13,7 @@ class Notice(QLabel):
     def __init__(self, parent=None):
         super().__init__(parent, objectName="notice", wordWrap=True)
         self.setStyleSheet(STYLE)
+        self.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Maximum)  # a band, never a box that fills the space
         self.setTextInteractionFlags(self.textInteractionFlags() | self.textInteractionFlags().TextSelectableByMouse)
         self.hide()
 

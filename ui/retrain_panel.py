@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QProgressBar, QPus
 
 from ui.notice import Notice
 
-HEAT = pg.ColorMap([0.0, 1.0], [(255, 255, 255), (46, 84, 140)])  # share of a row: white -> deep blue
+HEAT = pg.ColorMap([0.0, 1.0], [(241, 244, 248), (46, 84, 140)])  # share of a row: pale grey -> deep blue
 MAX_CELL_LABELS = 16   # counts are written in the cells up to this many adapters
 MAX_TICKS = 24         # more adapters than this: every k-th name on the axes
 TICK_CHARS = 14
@@ -44,8 +44,7 @@ class RetrainPanel(QWidget):
         self.accuracy = QLabel("—")
         self.accuracy.setStyleSheet("font-size: 24pt; font-weight: 600; color: #2e548c;")
         self.summary = QLabel(objectName="hint", wordWrap=True)
-        self.matrix_title = QLabel("Confusion matrix · rows: examples of an adapter · columns: routed to",
-                                   objectName="sectionTitle", wordWrap=True)
+        self.matrix_title = QLabel("Confusion matrix", objectName="sectionTitle")
 
         self.plot = pg.PlotWidget(background="w")
         self.plot.hideButtons()
@@ -54,9 +53,12 @@ class RetrainPanel(QWidget):
         vb.invertY(True)   # first adapter at the top
         vb.setMouseEnabled(x=False, y=False)
         for side in ("left", "bottom"):
-            self.plot.getAxis(side).setStyle(tickLength=0)
-        self.plot.setLabel("left", "examples of")
-        self.plot.setLabel("bottom", "routed to")
+            axis = self.plot.getAxis(side)
+            axis.setStyle(tickLength=0)
+            axis.setPen(pg.mkPen(None))  # no axis lines around the matrix: only the names
+            axis.setTextPen(pg.mkPen("#3b4656"))
+        self.plot.setLabel("left", "examples of adapter")
+        self.plot.setLabel("bottom", "routed to adapter")
         self.image = pg.ImageItem(axisOrder="row-major")  # image[row, col] = confusion[true, routed]
         self.image.setLookupTable(HEAT.getLookupTable(0.0, 1.0, 256))
         self.plot.addItem(self.image)
@@ -67,21 +69,28 @@ class RetrainPanel(QWidget):
         controls.addStretch(1)
         controls.addWidget(self.cancel_button)
         controls.addWidget(self.retrain_button)
-        result = QHBoxLayout()
-        left = QVBoxLayout()
-        left.addWidget(self.result_title)
-        left.addWidget(self.accuracy)
-        result.addLayout(left)
-        result.addWidget(self.summary, 1)
+        self.empty = QLabel("Train the router to see how well it tells the adapters apart on examples it did not "
+                            "train on.", objectName="hint", alignment=Qt.AlignCenter, wordWrap=True)
+        self.result_box = QWidget()
+        numbers = QVBoxLayout()
+        numbers.addWidget(self.result_title)
+        numbers.addWidget(self.accuracy)
+        head = QHBoxLayout()
+        head.addLayout(numbers)
+        head.addWidget(self.summary, 1)
+        box = QVBoxLayout(self.result_box)
+        box.setContentsMargins(0, 8, 0, 0)
+        box.addLayout(head)
+        box.addWidget(self.matrix_title)
+        box.addWidget(self.plot, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 10, 10, 10)
         layout.addWidget(self.status)
         layout.addLayout(controls)
         layout.addWidget(self.progress)
         layout.addWidget(self.progress_label)
-        layout.addLayout(result)
-        layout.addWidget(self.matrix_title)
-        layout.addWidget(self.plot, 1)
+        layout.addWidget(self.result_box, 1)
+        layout.addWidget(self.empty, 1)
         self._set_running(False)
         self.refresh()
 
@@ -122,17 +131,18 @@ class RetrainPanel(QWidget):
         self.show_report(info["report"] if info else None)
 
     def show_report(self, report: dict | None):
+        self.result_box.setVisible(bool(report))
+        self.empty.setVisible(not report)
         if not report:
-            self.accuracy.setText("—")
-            self.summary.setText("Not trained yet.")
             self._draw_matrix(np.zeros((0, 0), np.int64), [])
             return
         acc = report.get("accuracy")
         self.accuracy.setText("—" if acc is None else f"{acc:.1%}")
-        mode = {"head": "head-only retrain", "full": "full retrain"}.get(report.get("mode"), "last training")
-        self.summary.setText(f"{mode} · {len(report['labels'])} adapters · {report['n_train']} training and "
-                             f"{report['n_heldout']} held-out examples · {report.get('date', '')}"
-                             + ("" if acc is not None else " · too few examples to hold any out"))
+        mode = {"head": "Head-only retrain", "full": "Full retrain"}.get(report.get("mode"), "Last training")
+        date = report.get("date", "").replace("T", " ")[:16]  # ISO, UTC: minutes are enough
+        self.summary.setText(f"{mode} · {len(report['labels'])} adapters\n{report['n_train']} training and "
+                             f"{report['n_heldout']} held-out examples" + (f" · {date} UTC" if date else "")
+                             + ("" if acc is not None else "\ntoo few examples to hold any out"))
         self._draw_matrix(np.asarray(report["confusion"], np.int64), report["labels"])
 
     def _draw_matrix(self, confusion, labels):
@@ -141,8 +151,6 @@ class RetrainPanel(QWidget):
             self.plot.removeItem(item)
         self._cell_labels = []
         n = len(labels)
-        self.plot.setVisible(n > 0)
-        self.matrix_title.setVisible(n > 0)
         if n == 0:
             return
         totals = confusion.sum(axis=1, keepdims=True)
@@ -150,9 +158,10 @@ class RetrainPanel(QWidget):
         self.image.setImage(share, levels=(0.0, 1.0))
         self.image.setRect(0, 0, n, n)
         step = math.ceil(n / MAX_TICKS)
-        ticks = [[(i + 0.5, _short(name)) for i, name in enumerate(labels) if i % step == 0]]
-        self.plot.getAxis("bottom").setTicks(ticks)
-        self.plot.getAxis("left").setTicks(ticks)
+        shown = [i for i in range(n) if i % step == 0]
+        # names on the left; the columns are numbered as the rows, since names side by side would overlap
+        self.plot.getAxis("left").setTicks([[(i + 0.5, f"{_short(labels[i])}  {i + 1}") for i in shown]])
+        self.plot.getAxis("bottom").setTicks([[(i + 0.5, str(i + 1)) for i in shown]])
         self.plot.setRange(xRange=(0, n), yRange=(0, n), padding=0)
         if n <= MAX_CELL_LABELS:
             for i in range(n):
