@@ -24,6 +24,7 @@ PROBE_ROWS = 8              # samples per click, generated as one batch
 PROBE_TOKENS = 48           # short texts: a sentence or two
 PROBE_TEMPERATURE = 0.9
 PROBE_CHARS = 300           # a sample is cut at the last sentence end before this
+PROBE_TIP = "Sample short texts from the loaded model with only this adapter active, and choose which to keep"
 
 
 class ExamplesEditor(QWidget):
@@ -48,9 +49,7 @@ class ExamplesEditor(QWidget):
         self.delete_button = QPushButton("Delete", toolTip="Delete the selected examples (Del)")
         self.paste_button = QPushButton("Paste", toolTip="Add each line of the clipboard as an example (Ctrl+V)")
         self.import_button = QPushButton("Import file…", toolTip="Add the prompts of a .jsonl or .txt file")
-        self.probe_button = QPushButton("Generate probe examples…",
-                                        toolTip="Sample short texts from the loaded model with only this adapter "
-                                                "active, and choose which to keep")
+        self.probe_button = QPushButton("Generate probe examples…", toolTip=PROBE_TIP)
         self.add_button.clicked.connect(self.add_empty)
         self.delete_button.clicked.connect(self.delete_selected)
         self.paste_button.clicked.connect(self.paste)
@@ -102,9 +101,9 @@ class ExamplesEditor(QWidget):
         self.delete_button.setEnabled(has and self.list.count() > 0)
         bank = self.jobs.bank
         self.probe_button.setEnabled(has and bank is not None and self.name in bank)
-        self.probe_button.setToolTip(
-            self.probe_button.toolTip().split("\n")[0] + ("" if self.probe_button.isEnabled() else
-                                                          "\n(needs a loaded model with this adapter in it)"))
+        self.probe_button.setToolTip(PROBE_TIP if self.probe_button.isEnabled() else
+                                     PROBE_TIP + "\n(needs a loaded model with this library's adapters, this one "
+                                     "enabled)")
         self.title.setText(f"Router examples · {self.name}" if has else "Router examples")
         if not has:
             self.count.setText("Select an adapter to see and edit its router examples.")
@@ -279,6 +278,7 @@ class ProbeDialog(QDialog):
                       wordWrap=True)
         self.list = QListWidget(alternatingRowColors=True, wordWrap=True,
                                 editTriggers=QAbstractItemView.DoubleClicked | QAbstractItemView.EditKeyPressed)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)  # wrap, never scroll sideways
         for s in samples:
             item = QListWidgetItem(s)
             item.setFlags(item.flags() | Qt.ItemIsEditable | Qt.ItemIsUserCheckable)
@@ -308,7 +308,7 @@ class ProbeDialog(QDialog):
 
 def _clean(text: str) -> str:
     """One line, at most PROBE_CHARS, cut after a sentence end when there is one."""
-    text = re.sub(r"\s+", " ", text).strip()
+    text = re.sub(r"\s+", " ", text.replace("\ufffd", "")).strip()  # U+FFFD: undecodable bytes
     if len(text) > PROBE_CHARS:
         cut = max(text.rfind(c, 0, PROBE_CHARS) for c in ".!?")
         text = text[:cut + 1] if cut > 0 else text[:PROBE_CHARS]

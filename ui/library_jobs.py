@@ -14,7 +14,6 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 class LibraryJobs(QObject):
     bankChanged = Signal()          # `bank` / `model_name` changed (a model loaded, an adapter hot-added, ...)
-    failed = Signal(str)            # a job without its own on_failed failed: the message for the user
     _deliver = Signal(object, object)  # (callback, payload) from the engine thread, called in the UI thread
 
     def __init__(self, worker, library, submit=None, info=None, parent=None):
@@ -30,7 +29,7 @@ class LibraryJobs(QObject):
         worker.failed.connect(self._on_failed)
         self._deliver.connect(self._call)
 
-    def run(self, job, on_done=None, on_failed=None):
+    def run(self, job, on_done, on_failed):
         """Run `job(engine or None, progress)` on the engine thread; progress(message, fraction) feeds the
         status bar. Then on_done(result, with_engine) or on_failed(message) in the UI thread."""
         def wrapped(engine, progress):
@@ -58,8 +57,7 @@ class LibraryJobs(QObject):
             self.bankChanged.emit()
         if name == "library":
             on_done, _ = self._pending.popleft()
-            if on_done is not None:
-                on_done(*result["library"])
+            on_done(*result["library"])
 
     def _on_failed(self, name: str, message: str):
         if name == "load_model":  # the worker dropped the old engine before trying the new model
@@ -67,4 +65,4 @@ class LibraryJobs(QObject):
             self.bankChanged.emit()
         if name == "library":
             _, on_failed = self._pending.popleft()
-            (on_failed or self.failed.emit)(message)
+            on_failed(message)

@@ -215,7 +215,6 @@ class LibraryPanel(QWidget):
         layout.addWidget(self.footer)
 
         jobs.bankChanged.connect(self._bank_changed)
-        jobs.failed.connect(lambda message: self.notice.show_message(message, "error"))
         self.refresh()
         if self.proxy.rowCount():
             self.table.selectRow(0)
