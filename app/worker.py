@@ -48,6 +48,13 @@ class EngineWorker(QThread):
         if engine is not None:
             engine.cancel()
 
+    def exclude(self, name: str):
+        """Safe from any thread: a reply in progress stops using adapter `name` from its next sentence
+        (a removal queued behind that reply then finds it out of every mix)."""
+        engine = self._engine
+        if engine is not None:
+            engine.exclude(name)
+
     def stop(self):
         """Drop queued commands, cancel generation and wait for the thread to end (closeEvent)."""
         while True:

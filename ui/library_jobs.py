@@ -21,6 +21,7 @@ class LibraryJobs(QObject):
         info: the worker's last model info ({"adapters", "model_name", ...}) when a model is already loaded."""
         super().__init__(parent)
         self.library = library
+        self.worker = worker
         self.bank: list[str] | None = list(info["adapters"]) if info else None  # loaded adapters; None: no model
         self.model_name: str | None = info["model_name"] if info else None
         self._submit = submit or worker.submit

@@ -405,10 +405,12 @@ class LibraryPanel(QWidget):
         text = (f"Remove '{name}' from the library?\n\nIts files and router examples are deleted from "
                 f"{self.library.root}. The router needs a retrain afterwards.")
         if loaded:
-            text += "\n\nIt is loaded: it leaves the model once the current reply is finished."
+            text += "\n\nIt is loaded: a reply in progress stops using it after the current sentence."
         answer = QMessageBox.question(self, "Remove adapter", text, QMessageBox.Yes | QMessageBox.Cancel,
                                       QMessageBox.Cancel)
         if answer == QMessageBox.Yes:
+            if loaded:
+                self.jobs.worker.exclude(name)
             self._edit(lambda engine: self.library.remove(name, engine))
 
     def choose_color(self, name: str):
