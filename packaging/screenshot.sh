@@ -4,8 +4,9 @@
 #   packaging/screenshot.sh [MODEL_DIR] [OUT_PNG]      (default OUT_PNG: out/screenshot.png)
 #
 # MODEL_DIR empty: the bundled demo (resources/demo) when it is built, else a tiny random Llama made on the fly
-# (its text is gibberish, but it streams and routes like a real model). PROMPT=... overrides the message.
-# Settings are read from and written to a fresh temporary config folder, never the user's.
+# with six random adapters and a router in a temporary adapter library (its text is gibberish, but it streams
+# and routes like a real model). PROMPT=... overrides the message.
+# Settings (and the fallback's library) live in fresh temporary folders, never the user's.
 #
 # Installs only what is missing, with apt-get (Debian/Ubuntu, as root): xvfb, and the X11/xcb libraries that
 # Qt's xcb platform plugin loads (libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0
@@ -32,7 +33,7 @@ fi
 Xvfb -displayfd 3 -screen 0 1600x1000x24 -nolisten tcp 3>"$WORK/display" 2>"$WORK/xvfb.log" &
 XVFB_PID=$!
 for _ in $(seq 50); do [ -s "$WORK/display" ] && break; sleep 0.1; done
-export DISPLAY=":$(cat "$WORK/display")" QT_QPA_PLATFORM=xcb XDG_CONFIG_HOME="$WORK/config"
+export DISPLAY=":$(cat "$WORK/display")" QT_QPA_PLATFORM=xcb XDG_CONFIG_HOME="$WORK/config" XDG_DATA_HOME="$WORK/data"
 
 if ! "$PYTHON" -c "from PySide6.QtWidgets import QApplication; QApplication([])" 2>/dev/null; then
   echo "installing the xcb libraries Qt needs" >&2
@@ -40,13 +41,25 @@ if ! "$PYTHON" -c "from PySide6.QtWidgets import QApplication; QApplication([])"
 fi
 
 if [ -z "$MODEL_DIR" ] && [ ! -f resources/demo/model/config.json ]; then
-  echo "no demo built: using a tiny random Llama" >&2
+  echo "no demo built: using a tiny random Llama with a temporary adapter library" >&2
   MODEL_DIR="$WORK/tiny-llama"
-  "$PYTHON" -c "import sys; sys.path.insert(0, 'tests'); from conftest import make_model_dir; make_model_dir(sys.argv[1])" \
-    "$MODEL_DIR" >/dev/null
-fi
-
-if [ -n "$MODEL_DIR" ] && [ "$MODEL_DIR" = "$WORK/tiny-llama" ]; then
+  "$PYTHON" - "$MODEL_DIR" "$WORK/adapters" >/dev/null 2>&1 <<'PY'
+import sys
+sys.path.insert(0, "tests")
+from conftest import make_adapter_dir, make_model_dir
+from app.library import Library
+from app.paths import default_library_dir
+model, adapters = sys.argv[1], sys.argv[2]
+make_model_dir(model)
+topics = {"python-code": "write a Python function that", "math": "solve this equation:",
+          "french": "translate to French:", "summarize": "summarize this paragraph:",
+          "sql": "write a SQL query that", "poetry": "write a short poem about"}
+library = Library(default_library_dir())
+library.import_paths([make_adapter_dir(f"{adapters}/{name}", model, seed=i) for i, name in enumerate(topics)])
+for name, prefix in topics.items():
+    library.set_examples(name, [f"{prefix} {x}" for x in ("cats", "the sea", "a list", "prices", "dates", "music")])
+library.retrain(epochs=20)
+PY
   # the tiny model has a 256-token context: ask for a reply that fits (QSettings' INI file on Linux)
   mkdir -p "$XDG_CONFIG_HOME/LoRA Switchboard"
   printf '[General]\nmax_new_tokens=160\n' >"$XDG_CONFIG_HOME/LoRA Switchboard/switchboard.conf"

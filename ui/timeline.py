@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ui.colors import BASE, adapter_brush
 
-BAR_PX = 14  # about this many pixels per sentence: the visible window follows the newest sentences
+BAR_PX = 20  # about this many pixels per sentence: the visible window follows the newest sentences
 
 
 class Timeline(QWidget):
