@@ -51,7 +51,7 @@ from engine.adapter_io import _KEY, CONFIG, PICKLES, SAFETENSORS, _check_members
 from engine.errors import AdapterError, ExamplesError, RouterError, SwitchboardError
 from engine.examples import read_examples_file
 
-from . import atomic
+from engine import atomic
 from .paths import default_library_dir
 
 FORMAT, VERSION = "lora-switchboard-library", 1

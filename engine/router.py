@@ -11,7 +11,6 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,6 +23,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
+from engine.atomic import write_bytes
 from engine.errors import RouterError
 from engine.features import Featurizer
 from engine.topp import top_p_select
@@ -195,8 +195,8 @@ class Router:
                    "net": {"dim": net.embed.embedding_dim, "hidden": net.fc1.out_features},
                    "report": self.report, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    "weights_sha256": hashlib.sha256(blob).hexdigest()}
-        _atomic_write(path, blob)
-        _atomic_write(sidecar_path(path), json.dumps(sidecar, indent=1, ensure_ascii=False).encode())
+        write_bytes(path, blob)
+        write_bytes(sidecar_path(path), json.dumps(sidecar, indent=1, ensure_ascii=False).encode())
 
     @classmethod
     def load(cls, path, adapters=None):
@@ -395,17 +395,3 @@ def _threads(n):
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def _atomic_write(path, data):
-    """Write bytes so that `path` is either the old file or the complete new one, never half of each."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
