@@ -30,12 +30,12 @@ def parser() -> tuple[argparse.ArgumentParser, dict]:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    p, modules = parser()
-    args = p.parse_args(argv)
-    if args.command is None:
-        from app.gui import main as gui_main
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        from app.gui import main as gui_main  # the app, with its own options (--model, --prompt, ...)
 
         return gui_main(argv)
+    p, modules = parser()
+    args = p.parse_args(argv)
     return modules[args.command].run(args)
 
 
