@@ -7,7 +7,8 @@
 #    built from the files a clean clone would have (git ls-files), so nothing stale from build/ gets in;
 # 2. PyInstaller with packaging/switchboard.spec;
 # 3. the frozen `switchboard chat` answers a held-out demo prompt exactly (TASK, default reverse), and the
-#    frozen window opens the demo and runs 10 s under Xvfb without a Python error (out/bundle-window.png).
+#    frozen window opens the demo and runs 10 s under Xvfb without a Python error (out/bundle-window.png),
+#    then answers the same prompt in the window (out/bundle-reply.png).
 # Prints the build time and the bundle size.
 #
 # Environment: PYTHON (default python3: the bundle gets its version); TORCH (default: the torch version PYTHON
@@ -100,6 +101,14 @@ if [ "$(uname)" = Linux ]; then
     exit 1
   fi
   echo "window: ran 10 s under Xvfb (screenshot: out/bundle-window.png when ImageMagick is installed)"
+  # a whole turn in the frozen window: app.gui sends the prompt, saves the window after the reply and quits
+  rm -f "$ROOT/out/bundle-reply.png"
+  timeout 300 "$APP" --prompt "$PROMPT" --screenshot "$ROOT/out/bundle-reply.png" >/dev/null 2>"$WORK/gui.log"
+  if [ ! -s "$ROOT/out/bundle-reply.png" ] || grep -B5 Traceback "$WORK/gui.log" >&2; then
+    echo "build_bundle: the frozen window did not finish a reply" >&2
+    exit 1
+  fi
+  echo "window: answered '$PROMPT' (out/bundle-reply.png)"
 fi
 
 echo "build time: environment $((env_done - start)) s, PyInstaller $((built - env_done)) s"
