@@ -72,8 +72,10 @@ def installed(tmp_path_factory):
     # no pip inside (saves seconds): the system pip, run by the venv's python, installs into the venv
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
     bin_dir = venv / ("Scripts" if sys.platform == "win32" else "bin")
-    subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
-                   check=True)
+    # --ignore-installed: the venv sees the system's site-packages, where CI's own `pip install .` already put
+    # this project; without it pip calls the requirement satisfied and installs nothing into the venv
+    subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                    "--ignore-installed", str(wheel)], check=True)
     cwd = tmp / "elsewhere"
     cwd.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
