@@ -14,6 +14,7 @@ class Opened:
     demo: bool            # True when the bundled demo model was opened
     description: str      # e.g. "demo model (cpu, float32, 6 adapters)"
     refused: list         # [(path, reason)] adapters that could not be loaded
+    colors: dict          # {adapter: "#rrggbb"} colours the user chose in the library
 
 
 def open_engine(model_dir=None, *, library_dir=None, device="auto", dtype="auto", allow_pickle=False,
@@ -26,15 +27,18 @@ def open_engine(model_dir=None, *, library_dir=None, device="auto", dtype="auto"
                              "choose a model folder (switchboard chat --model DIR, or Settings in the app)")
         model_dir = DEMO_DIR / "model"
     engine = Engine.load(model_dir, device=device, dtype=dtype, allow_pickle=allow_pickle)
-    refused = []
+    refused, colors = [], {}
     if library_dir is not None:
         from .library import Library
 
-        refused = Library(library_dir).load_into(engine, progress=progress)
+        library = Library(library_dir)
+        refused = library.load_into(engine, progress=progress)
+        colors = {a.name: a.color for a in library.list() if a.color}
     elif demo:
         for path in sorted(p for p in (DEMO_DIR / "adapters").iterdir() if p.is_dir()):
             engine.add_adapter(path)
         engine.load_router(DEMO_DIR / "router.safetensors")
     what = "demo model" if demo else f"model {Path(model_dir).name}"
     dtype_name = str(engine.model.lm_head.weight.dtype).removeprefix("torch.")
-    return Opened(engine, demo, f"{what} ({engine.device}, {dtype_name}, {len(engine.adapters)} adapters)", refused)
+    return Opened(engine, demo, f"{what} ({engine.device}, {dtype_name}, {len(engine.adapters)} adapters)", refused,
+                  colors)

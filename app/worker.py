@@ -99,7 +99,7 @@ class EngineWorker(QThread):
         from app.loading import open_engine
         opened = open_engine(model_dir, library_dir=library_dir, device=device, dtype=dtype)
         self._engine = opened.engine
-        return {**self._info(), "demo": opened.demo, "description": opened.description,
+        return {**self._info(), "demo": opened.demo, "description": opened.description, "colors": opened.colors,
                 "refused": [(str(path), reason) for path, reason in opened.refused]}
 
     def _do_warm_up(self):

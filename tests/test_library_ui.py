@@ -19,6 +19,7 @@ from app.worker import EngineWorker
 from ui import library_panel
 from ui.library_jobs import LibraryJobs
 from ui.library_panel import ACCURACY, ENABLED, EXAMPLES, NAME, LibraryPanel
+from ui import colors
 
 TASKS = ["gsm8k", "translate_de", "code_questions", "cnn_dailymail"]
 WAIT_MS = 60_000
@@ -172,11 +173,13 @@ def test_rename_enable_colour_remove_round_trip(qtbot, tmp_path, worker, llama_d
     wait_jobs(qtbot, panel)
     assert library.get("beta").enabled and panel.jobs.bank[-1] == "beta"
 
+    automatic = colors.adapter_color("gamma").name()
     panel.set_color("gamma", "#123456")
     assert library.get("gamma").color == "#123456"
     assert cell(panel, "gamma", NAME, Qt.DecorationRole).pixmap(14, 14).toImage().pixelColor(7, 7).name() == "#123456"
+    assert colors.adapter_color("gamma").name() == "#123456"  # the chat, chart and timeline follow
     panel.set_color("gamma", None)
-    assert library.get("gamma").color is None
+    assert library.get("gamma").color is None and colors.adapter_color("gamma").name() == automatic
 
     asked = []
     monkeypatch.setattr(library_panel.QMessageBox, "question",

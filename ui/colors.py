@@ -14,6 +14,7 @@ UNSELECTED = QColor("#d5d9df")  # chart bars the top-p cut dropped
 TINT_ALPHA = 60               # of 255: sentence backgrounds stay readable under dark text
 
 _assigned: dict[str, int] = {}  # palette slot of each adapter in the current bank (see assign)
+_chosen: dict[str, str] = {}    # colours the user picked in the library ("#rrggbb"), which win over the palette
 _brushes: dict[str, QBrush] = {}
 
 
@@ -37,8 +38,17 @@ def assign(names: list[str]):
         _assigned[name] = slot
 
 
+def choose(name: str, color: str | None):
+    """The user's colour for `name` (None: back to the automatic one)."""
+    if color:
+        _chosen[name] = color
+    else:
+        _chosen.pop(name, None)
+    _brushes.pop(name, None)
+
+
 def adapter_color(name: str) -> QColor:
-    return QColor(PALETTE[_assigned.get(name, _slot(name))])
+    return QColor(_chosen.get(name) or PALETTE[_assigned.get(name, _slot(name))])
 
 
 def adapter_brush(name: str) -> QBrush:

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QApplication, QColorDialog, QD
                                QProgressBar, QPushButton, QSplitter, QStyle, QTableView, QTabWidget, QVBoxLayout,
                                QWidget)
 
-from ui.colors import adapter_color
+from ui import colors
 from ui.examples_editor import ExamplesEditor
 from ui.library_jobs import LibraryJobs
 from ui.notice import Notice
@@ -415,7 +415,7 @@ class LibraryPanel(QWidget):
 
     def choose_color(self, name: str):
         info = self.library.get(name)
-        initial = QColor(info.color) if info.color else adapter_color(name)
+        initial = QColor(info.color) if info.color else colors.adapter_color(name)
         color = QColorDialog.getColor(initial, self, f"Colour of {name}")
         if color.isValid():
             self.set_color(name, color.name())
@@ -426,6 +426,7 @@ class LibraryPanel(QWidget):
 
         try:
             self.library.set_color(name, color)
+            colors.choose(name, color)  # the chat, chart and timeline use it from their next update
         except (SwitchboardError, OSError) as e:
             self.notice.show_message(f"Could not change the colour of '{name}': {e}", "error")
         self.refresh()
@@ -519,7 +520,7 @@ class AdapterTableModel(QAbstractTableModel):
         if role == Qt.DecorationRole and col == NAME:
             if a.problem:
                 return _standard_icon(QStyle.SP_MessageBoxCritical)
-            return _swatch(QColor(a.color) if a.color else adapter_color(a.name), a.enabled)
+            return _swatch(QColor(a.color) if a.color else colors.adapter_color(a.name), a.enabled)
         if role == Qt.DecorationRole and col == EXAMPLES and a.too_few_examples:
             return _standard_icon(QStyle.SP_MessageBoxWarning)
         if role == Qt.ToolTipRole:

@@ -175,6 +175,8 @@ class MainWindow(QMainWindow):
             return
         if "adapters" in result:
             self.model_info = {**(self.model_info or {}), **result}
+            for adapter, color in result.get("colors", {}).items():
+                colors.choose(adapter, color)
             colors.assign(result["adapters"])
             self.controls.set_adapters(result["adapters"])
         if name == "load_model":
