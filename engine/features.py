@@ -22,7 +22,7 @@ _WORD_RE = re.compile(r"\w+|[^\w\s]")
 _P = np.uint64(0x100000001B3)  # polynomial base of the rolling hash (the FNV-1a 64 prime)
 _M1, _M2 = np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)  # murmur3 fmix64 constants
 _S33 = np.uint64(33)
-_VIEW_SCALE = math.sqrt(0.5)
+WORD_SHARE = 0.5  # share of a sample's squared feature norm given to the word view (the rest: characters)
 
 
 def _mix(h, salt):
@@ -78,24 +78,24 @@ class Featurizer:
 
         cp = np.frombuffer((" " + s + " ").encode("utf-32-le"), np.uint32).astype(np.uint64)  # code points
         lo, hi = self.char_ngrams
-        h, grams = cp, []
+        h, grams = cp, ([_mix(cp, 11)] if lo <= 1 else [])
         for n in range(2, hi + 1):  # h[i] = hash of the n-gram starting at i (wraps mod 2**64)
             h = h[:-1] * _P + cp[n - 1:]
             if n >= lo:
                 grams.append(_mix(h, 10 + n))
         char = np.concatenate(grams) if grams else cp[:0]
 
-        idx_w, w_w = self._weigh(word)
-        idx_c, w_c = self._weigh(char)
+        idx_w, w_w = self._weigh(word, math.sqrt(WORD_SHARE))
+        idx_c, w_c = self._weigh(char, math.sqrt(1.0 - WORD_SHARE))
         return np.concatenate([idx_w, idx_c]), np.concatenate([w_w, w_c])
 
-    def _weigh(self, hashes):
-        """Hashes of one view -> (unique buckets, sublinear-tf weights with L2 norm sqrt(1/2))."""
+    def _weigh(self, hashes, norm):
+        """Hashes of one view -> (unique buckets, sublinear-tf weights with L2 norm `norm`)."""
         if hashes.size == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         idx, counts = np.unique((hashes % self._buckets).astype(np.int64), return_counts=True)
         w = 1.0 + np.log(counts, dtype=np.float32)
-        w *= _VIEW_SCALE / np.sqrt(np.dot(w, w))
+        w *= norm / np.sqrt(np.dot(w, w))
         return idx, w
 
     def batch(self, texts):

@@ -41,7 +41,8 @@ LR = 3e-3
 BATCH = 32
 MIN_STEPS = 1500            # small example sets get more epochs, large ones fewer
 MAX_EPOCHS = 30
-HEAD_STEPS = 300            # full-batch steps of a head-only retrain
+HEAD_STEPS = 300            # full-batch steps of a head-only retrain (it takes about a second)
+HEAD_WEIGHT_DECAY = 1e-2    # keeps a new adapter's row from claiming prompts the old rows are merely unsure of
 
 
 @dataclass
@@ -153,8 +154,9 @@ class Router:
         return cls._fit(examples, featurizer, None, epochs, seed, holdout, progress, cancel)
 
     def retrain(self, examples, *, full=False, epochs=None, seed=0, holdout=0.1, progress=None, cancel=None):
-        """A new router for a changed adapter list. Head-only (default): the featurizer and layers 1-3 are kept
-        frozen, kept adapters keep their head rows, and only the head is refit (seconds). full=True refits all."""
+        """A new router for a changed adapter list. Head-only (default, about a second): the featurizer, layers 1-3
+        and the kept adapters' head rows stay as they are; only rows for new adapters are fit. It cannot teach the
+        frozen features new distinctions, so check report["accuracy"]; full=True refits everything."""
         if full:
             return Router._fit(examples, self.featurizer, None, epochs, seed, holdout, progress, cancel)
         return Router._fit(examples, self.featurizer, self, epochs, seed, holdout, progress, cancel)
@@ -317,33 +319,44 @@ class _LazyAdam:
 
 
 def _train_head(base, adapters, data, train_rows, held_rows, epochs, gen, progress, cancel):
-    """Refit only the head on frozen features; head rows of adapters the old router knew start from their old values."""
+    """Layers 1-3 frozen; adapters the old router knew keep their head rows exactly (their routing among
+    themselves is unchanged); only the new adapters' rows are fit, on the frozen features of all examples."""
     net = RouterNet(base.net.embed.num_embeddings, len(adapters), base.net.embed.embedding_dim,
                     base.net.fc1.out_features)
-    state = {k: v for k, v in base.net.state_dict().items() if not k.startswith("head.")}
-    net.load_state_dict(state, strict=False)
+    net.load_state_dict({k: v for k, v in base.net.state_dict().items() if not k.startswith("head.")}, strict=False)
     old = {a: i for i, a in enumerate(base.adapters)}
+    new = torch.tensor([i for i, a in enumerate(adapters) if a not in old], dtype=torch.int64)
     with torch.no_grad():
+        net.head.weight.zero_()
+        net.head.bias.zero_()
         for i, a in enumerate(adapters):
             if a in old:
                 net.head.weight[i] = base.net.head.weight[old[a]]
                 net.head.bias[i] = base.net.head.bias[old[a]]
     net.eval()
     with torch.inference_mode():
-        feats = net.features(*data.batch(np.arange(len(data))))  # [M, hidden], frozen layers 1-3
-    feats = feats.clone()
-    x, y = feats[train_rows], torch.from_numpy(data.labels[train_rows])
-    epochs = epochs or 10
-    steps = max(1, HEAD_STEPS // epochs)
-    opt = torch.optim.AdamW(net.head.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+        feats = net.features(*data.batch(train_rows))  # [M, hidden]
+        fixed = net.head(feats)                        # [M, N] logits; the new adapters' columns are replaced below
+    x, y = feats.clone(), torch.from_numpy(data.labels[train_rows])
+    fixed = fixed.clone()
+    w = nn.Parameter(torch.zeros(len(new), x.shape[1]))  # [n_new, hidden]
+    b = nn.Parameter(torch.zeros(len(new)))
+    opt = torch.optim.Adam([w, b], lr=LR, weight_decay=HEAD_WEIGHT_DECAY)
+    epochs = (epochs or 10) if len(new) else 1  # adapters only removed: nothing to fit
+    steps = HEAD_STEPS // epochs if len(new) else 0
     for epoch in range(1, epochs + 1):
         for _ in range(steps):
             if cancel is not None and cancel():
                 return None
-            loss = F.cross_entropy(net.head(x), y)  # unsmoothed: confident old rows keep the new one off their ground
+            logits = fixed.index_copy(1, new, x @ w.T + b)
+            loss = F.cross_entropy(logits, y, label_smoothing=LABEL_SMOOTHING)  # the old rows' logit scale
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+        with torch.no_grad():
+            net.head.weight[new] = w
+            net.head.bias[new] = b
+            loss = F.cross_entropy(fixed.index_copy(1, new, x @ w.T + b), y, label_smoothing=LABEL_SMOOTHING)
         if progress is not None:
             progress(epoch, epochs, loss.item(), _accuracy(net, data, held_rows))
     return net

@@ -107,7 +107,7 @@ def test_head_only_retrain_adds_an_adapter(router, data):
     for k in ("embed.weight", "fc1.weight", "fc2.weight"):  # layers 1-3 frozen
         assert torch.equal(again.net.state_dict()[k], router.net.state_dict()[k])
     old = {a: ps for a, ps in test.items() if a in TASKS}
-    assert _accuracy(again, old) >= 0.99  # old tasks keep their accuracy
+    assert _accuracy(again, old) >= _accuracy(router, old) - 0.01  # old tasks keep their accuracy
     assert _accuracy(again, {"language_identification": test["language_identification"]}) >= 0.9  # new one learned
     assert router.adapters == TASKS  # the old router is untouched
 
