@@ -1,0 +1,143 @@
+"""The bundled demo (resources/demo, built by packaging/build_demo.py) loads and answers its tasks."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "resources" / "demo"
+TASKS = sorted(p.stem for p in (DEMO / "tasks").glob("*.jsonl"))
+PER_TASK = 3  # held-out prompts checked per task
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def chat_prompt(tok, prompt):
+    """The text the app sends for a one-turn chat."""
+    return tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False)
+
+
+@torch.no_grad()
+def greedy(model, tok, prompt, max_new_tokens=40):
+    ids = tok(chat_prompt(tok, prompt), add_special_tokens=False, return_tensors="pt")["input_ids"]
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                         max_new_tokens=max_new_tokens, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    return tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+
+
+def load_bundle(root):
+    """Base model (float32) with every adapter of the bundle loaded through PEFT, and the tokenizer."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(root / "model")
+    base = AutoModelForCausalLM.from_pretrained(root / "model", dtype=torch.float32).eval()
+    names = sorted(p.name for p in (root / "adapters").iterdir())
+    model = PeftModel.from_pretrained(base, root / "adapters" / names[0], adapter_name=names[0])
+    for name in names[1:]:
+        model.load_adapter(root / "adapters" / name, adapter_name=name)
+    return model.eval(), tok, names
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return load_bundle(DEMO)
+
+
+def test_bundle_has_every_part_and_fits_in_25_mb():
+    assert 5 <= len(TASKS) <= 8, TASKS
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                 "generation_config.json"):
+        assert (DEMO / "model" / name).is_file(), name
+    for task in TASKS:
+        for name in ("adapter_config.json", "adapter_model.safetensors", "examples.jsonl"):
+            assert (DEMO / "adapters" / task / name).is_file(), f"{task}/{name}"
+    assert json.loads((DEMO / "router.json").read_text())["adapters"] == TASKS
+    size = sum(p.stat().st_size for p in DEMO.rglob("*") if p.is_file())
+    assert size <= 25 * 2**20, f"demo bundle is {size / 2**20:.1f} MB"
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_examples_and_held_out_prompts_are_disjoint(task):
+    examples = [row["prompt"] for row in read_jsonl(DEMO / "adapters" / task / "examples.jsonl")]
+    held_out = read_jsonl(DEMO / "tasks" / f"{task}.jsonl")
+    assert len(examples) >= 100 and len(held_out) >= 100
+    assert all(row["prompt"] and row["response"] for row in held_out)
+    assert not set(examples) & {row["prompt"] for row in held_out}
+
+
+def test_chat_template_ends_turns_with_eos(demo):
+    _, tok, _ = demo
+    text = tok.apply_chat_template([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}],
+                                   tokenize=False)
+    assert text == f"<|user|>hi{tok.eos_token}<|assistant|>yo{tok.eos_token}"
+    assert chat_prompt(tok, "hi").endswith("<|assistant|>")
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_adapter_answers_held_out_prompts(demo, task):
+    model, tok, _ = demo
+    model.set_adapter(task)
+    for row in read_jsonl(DEMO / "tasks" / f"{task}.jsonl")[:PER_TASK]:
+        assert greedy(model, tok, row["prompt"]) == row["response"], row["prompt"]
+
+
+def test_base_model_does_not_solve_the_tasks(demo):
+    model, tok, _ = demo
+    rows = [row for task in TASKS for row in read_jsonl(DEMO / "tasks" / f"{task}.jsonl")[:PER_TASK]]
+    with model.disable_adapter():
+        hits = sum(greedy(model, tok, row["prompt"]) == row["response"] for row in rows)
+    assert hits <= len(rows) // 3, f"base model solved {hits} of {len(rows)}"
+
+
+def test_engine_answers_held_out_prompts_when_routed():
+    """The app's path: Engine.load + add_adapter + load_router, each row routed by the router (top-p 0.8)."""
+    from engine import Engine
+
+    eng = Engine.load(DEMO / "model", device="cpu", dtype="float32")
+    for task in TASKS:
+        eng.add_adapter(DEMO / "adapters" / task)
+    eng.load_router(DEMO / "router.safetensors")
+    rows = [(task, row) for task in TASKS for row in read_jsonl(DEMO / "tasks" / f"{task}.jsonl")[:PER_TASK]]
+    out = eng.generate_batch([[{"role": "user", "content": row["prompt"]}] for _, row in rows], max_new_tokens=40)
+    for (task, row), got in zip(rows, out):
+        first = got["routing"][0].selected
+        assert max(first, key=first.get) == task, (row["prompt"], first)
+        assert got["text"].strip() == row["response"], row["prompt"]
+
+
+def test_router_sends_held_out_prompts_to_their_adapter():
+    from engine.router import Router
+
+    router = Router.load(DEMO / "router.safetensors", adapters=TASKS)
+    for task in TASKS:
+        for row in read_jsonl(DEMO / "tasks" / f"{task}.jsonl")[:PER_TASK]:
+            probs = router.route(row["prompt"]).probs
+            assert max(probs, key=probs.get) == task, (row["prompt"], probs)
+
+
+@pytest.mark.slow
+def test_quick_build_writes_a_loadable_bundle(tmp_path):
+    """`build_demo.py --quick` (what CI runs, under 2 minutes) writes a bundle that transformers + PEFT load."""
+    out = tmp_path / "demo"
+    subprocess.run([sys.executable, str(ROOT / "packaging" / "build_demo.py"), "--quick", "--out", str(out)],
+                   check=True, cwd=ROOT, capture_output=True, text=True)
+    model, tok, names = load_bundle(out)
+    assert 5 <= len(names) <= 8 and names == sorted(p.stem for p in (out / "tasks").glob("*.jsonl"))
+    assert sorted(json.loads((out / "router.json").read_text())["adapters"]) == names
+    assert (out / "README.md").is_file() and (out / "router.safetensors").is_file()
+    for name in names:
+        assert read_jsonl(out / "tasks" / f"{name}.jsonl") and read_jsonl(out / "adapters" / name / "examples.jsonl")
+    ids = tok(chat_prompt(tok, "Hello!"), return_tensors="pt")["input_ids"]
+    model.set_adapter(names[0])
+    with torch.no_grad():
+        adapted = model(input_ids=ids).logits  # [1, T, V]
+        with model.disable_adapter():
+            base = model(input_ids=ids).logits
+    assert adapted.shape == (1, ids.shape[1], len(tok)) and torch.isfinite(adapted).all()
+    assert not torch.allclose(adapted, base)  # the trained adapter changes the model
