@@ -31,3 +31,9 @@ def test_chat_streams_a_reply(llama_dir, capsys):
 def test_chat_explains_a_bad_model_folder(tmp_path, capsys):
     assert main(["chat", "--model", str(tmp_path / "missing"), "hi"]) == 2
     assert "model folder not found" in capsys.readouterr().err
+
+
+def test_eval_smoke_on_the_demo(capsys):
+    assert main(["eval", "--limit", "1", "--batch", "8", "--max-new-tokens", "24"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("composite: base ") and "| routed " in last and "| oracle " in last
