@@ -11,9 +11,9 @@
 #    then answers the same prompt in the window (out/bundle-reply.png).
 # Prints the build time and the bundle size.
 #
-# Environment: PYTHON (default python3: the bundle gets its version); TORCH (default: the torch version PYTHON
-# has, else the newest); TORCH_INDEX_URL for the CUDA build, e.g. https://download.pytorch.org/whl/cu128;
-# VENV (default build/bundle-venv).
+# Environment: PYTHON (default python3: the bundle gets its version); TORCH_INDEX_URL for a CUDA build of torch,
+# e.g. https://download.pytorch.org/whl/cu128; TORCH (default: the torch build PYTHON has, or with
+# TORCH_INDEX_URL the newest there); VENV (default build/bundle-venv; delete it to change torch builds).
 # Needs Xvfb and the X11/xcb libraries Qt loads (installed with apt-get when missing and run as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +21,11 @@ ROOT=$PWD
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-build/bundle-venv}
 TASK=${TASK:-reverse}
-TORCH=${TORCH:-$("$PYTHON" -c 'import torch; print("torch==" + torch.__version__)' 2>/dev/null || echo torch)}
+if [ -z "${TORCH:-}" ]; then  # the torch build PYTHON has; with TORCH_INDEX_URL, that index's newest
+  TORCH=torch
+  [ -n "${TORCH_INDEX_URL:-}" ] || TORCH=$("$PYTHON" -c 'import torch; print("torch==" + torch.__version__)' \
+                                          2>/dev/null || echo torch)
+fi
 XCB_LIBS="xvfb libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-render-util0
           libxcb-image0 libxcb-xinerama0 libxcb-randr0 libegl1 libgl1 libfontconfig1 libdbus-1-3"
 
