@@ -33,6 +33,7 @@ VERSION = 1
 
 # Training recipe, tuned for few examples per adapter (~100) on tests/router_tasks.py; see docs/PERFORMANCE.md.
 DIM, HIDDEN = 32, 256       # 2**17 buckets x 32 + 32x256 + 256x256 + 256xN: 4.3M parameters at N = 33
+EMBED_INIT = 0.1            # std of the n-gram embeddings at init
 DROPOUT = 0.2               # on hidden activations
 FEATURE_DROP = 0.2          # share of a prompt's n-grams dropped per training step (augmentation)
 LABEL_SMOOTHING = 0.1
@@ -40,7 +41,7 @@ WEIGHT_DECAY = 1e-4
 LR = 3e-3
 BATCH = 32
 MIN_STEPS = 1500            # small example sets get more epochs, large ones fewer
-MAX_EPOCHS = 30
+MAX_EPOCHS = 100            # ... up to this many (tiny sets: ~100 steps at least)
 HEAD_STEPS = 300            # full-batch steps of a head-only retrain (it takes about a second)
 HEAD_WEIGHT_DECAY = 1e-2    # keeps a new adapter's row from claiming prompts the old rows are merely unsure of
 
@@ -61,7 +62,7 @@ class RouterNet(nn.Module):
         self.fc2 = nn.Linear(hidden, hidden)
         self.head = nn.Linear(hidden, n_out)
         self.drop = nn.Dropout(dropout)
-        nn.init.normal_(self.embed.weight, std=0.1)
+        nn.init.normal_(self.embed.weight, std=EMBED_INIT)
 
     def features(self, idx, offsets, weights):
         """idx, weights: [K] (all samples' n-grams back to back); offsets: [B] -> hidden features [B, hidden]."""
@@ -102,6 +103,7 @@ class Router:
         self.net = net.eval()
         self.featurizer = featurizer
         self._adapters = list(adapters)
+        self._index = {a: i for i, a in enumerate(self._adapters)}
         self.report = report
         self._offset0 = torch.zeros(1, dtype=torch.int64)
 
@@ -121,27 +123,25 @@ class Router:
         """Pick the mix for the next sentence. Muted adapters (and those not in `enabled`, when given) are never
         selected; pinned ones always are (unless muted), scored max(prob, 1/len(selected)) before renormalising."""
         t0 = time.perf_counter()
-        raw = self.probs(text)
-        names = self._adapters
-        unknown = set(pinned) - set(names)
+        raw = self.probs(text)  # [N]
+        names, index = self._adapters, self._index
+        unknown = [n for n in pinned if n not in index]
         if unknown:  # a pin cannot be honoured; unknown muted/enabled names are simply absent
-            raise RouterError(f"cannot pin {sorted(unknown)}: the router has no such adapter; its adapters: {names}")
-        allowed = np.array([n not in muted and (enabled is None or n in enabled) for n in names])
+            raise RouterError(f"cannot pin {unknown}: the router has no such adapter; its adapters: {names}")
+        muted = set(muted)
+        enabled = None if enabled is None else set(enabled)
+        allowed = np.array([n not in muted and (enabled is None or n in enabled) for n in names])  # [N]
         selected = {}
         if allowed.any():
-            q = np.where(allowed, raw, 0.0)
-            if q.sum() <= 0:
-                q = allowed.astype(np.float64)  # the router gives every allowed adapter ~0: split evenly
-            selected = {names[i]: w for i, w in top_p_select(q, top_p, max_adapters).items()}
-            q = q / q.sum()
-            pins = [n for n in pinned if allowed[names.index(n)]]
-            if pins:
-                selected.update({n: 0.0 for n in pins})
-                floor = 1.0 / len(selected)
-                scores = {n: max(float(q[names.index(n)]), floor) if n in pins else float(q[names.index(n)])
-                          for n in selected}
-                total = sum(scores.values())
-                selected = {n: s / total for n, s in scores.items()}
+            q = np.where(allowed, raw.astype(np.float64), 0.0)
+            q = q / q.sum() if q.sum() > 0 else allowed / allowed.sum()  # all allowed ~0: split evenly
+            selected = {names[i]: float(q[i]) for i in top_p_select(q, top_p, max_adapters)}
+            pins = [n for n in dict.fromkeys(pinned) if allowed[index[n]]]
+            selected.update({n: float(q[index[n]]) for n in pins})
+            floor = 1.0 / len(selected)
+            selected.update({n: max(selected[n], floor) for n in pins})
+            total = sum(selected.values())
+            selected = {n: s / total for n, s in selected.items()}
         return Routing(probs=dict(zip(names, raw.tolist())), selected=selected,
                        latency_ms=(time.perf_counter() - t0) * 1e3)
 
