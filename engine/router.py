@@ -296,8 +296,9 @@ def _train_full(net, data, train_rows, held_rows, epochs, gen, progress, cancel)
 
 
 class _LazyAdam:
-    """Adam for the embedding table that updates only the rows a batch touched (torch's SparseAdam.step took ~40 ms
-    per batch on the 2-core CPU, this a few ms). Like TensorFlow's LazyAdam: untouched rows keep their moments."""
+    """Adam for the embedding table that updates only the rows a batch touched (a training step: 34 ms with dense
+    AdamW, ~20 ms with torch's SparseAdam, ~15 ms with this on the 2-core CPU). Like TensorFlow's LazyAdam:
+    untouched rows keep their moments."""
 
     def __init__(self, weight, betas=(0.9, 0.999), eps=1e-8):
         self.w, self.betas, self.eps, self.t = weight, betas, eps, 0
