@@ -172,7 +172,7 @@ class Router:
         train_rows, held_rows = _split(examples, holdout, seed)
         prompts = [p for a in adapters for p in examples[a]]
         labels = [i for i, a in enumerate(adapters) for _ in examples[a]]
-        with _threads(1):
+        with _threads(1), torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's RNG
             torch.manual_seed(seed)
             gen = torch.Generator().manual_seed(seed)
             data = _Data(featurizer, prompts, labels)
@@ -180,7 +180,7 @@ class Router:
                 net = RouterNet(featurizer.buckets, len(adapters), DIM, HIDDEN, DROPOUT)
                 net = _train_full(net, data, train_rows, held_rows, epochs, gen, progress, cancel)
             else:
-                net = _train_head(base, adapters, data, train_rows, held_rows, epochs, gen, progress, cancel)
+                net = _train_head(base, adapters, data, train_rows, held_rows, epochs, progress, cancel)
             if net is None:
                 return None
             report = _report(net, data, held_rows, adapters, len(train_rows))
@@ -319,7 +319,7 @@ class _LazyAdam:
         self.w.index_add_(0, rows, m / v.sqrt_().add_(self.eps), alpha=-step)
 
 
-def _train_head(base, adapters, data, train_rows, held_rows, epochs, gen, progress, cancel):
+def _train_head(base, adapters, data, train_rows, held_rows, epochs, progress, cancel):
     """Layers 1-3 frozen; adapters the old router knew keep their head rows exactly (their routing among
     themselves is unchanged); only the new adapters' rows are fit, on the frozen features of all examples."""
     net = RouterNet(base.net.embed.num_embeddings, len(adapters), base.net.embed.embedding_dim,
@@ -334,17 +334,15 @@ def _train_head(base, adapters, data, train_rows, held_rows, epochs, gen, progre
             if a in old:
                 net.head.weight[i] = base.net.head.weight[old[a]]
                 net.head.bias[i] = base.net.head.bias[old[a]]
-    net.eval()
-    with torch.inference_mode():
-        feats = net.features(*data.batch(train_rows))  # [M, hidden]
-        fixed = net.head(feats)                        # [M, N] logits; the new adapters' columns are replaced below
-    x, y = feats.clone(), torch.from_numpy(data.labels[train_rows])
-    fixed = fixed.clone()
+    x = _features(net, data, train_rows).clone()  # [M, hidden], frozen
+    y = torch.from_numpy(data.labels[train_rows])
+    with torch.no_grad():
+        fixed = net.head(x)  # [M, N] logits; the new adapters' columns are replaced below
     w = nn.Parameter(torch.zeros(len(new), x.shape[1]))  # [n_new, hidden]
     b = nn.Parameter(torch.zeros(len(new)))
     opt = torch.optim.Adam([w, b], lr=LR, weight_decay=HEAD_WEIGHT_DECAY)
     epochs = (epochs or 10) if len(new) else 1  # adapters only removed: nothing to fit
-    steps = HEAD_STEPS // epochs if len(new) else 0
+    steps = max(1, HEAD_STEPS // epochs) if len(new) else 0
     for epoch in range(1, epochs + 1):
         for _ in range(steps):
             if cancel is not None and cancel():
@@ -363,11 +361,17 @@ def _train_head(base, adapters, data, train_rows, held_rows, epochs, gen, progre
     return net
 
 
-def _predict(net, data, rows):
-    if len(rows) == 0:
-        return np.zeros(0, np.int64)
+def _features(net, data, rows, chunk=1024):
+    """Hidden features [len(rows), hidden] of the net in eval mode, a chunk of prompts at a time."""
+    net.eval()
     with torch.inference_mode():
-        return net(*data.batch(rows)).argmax(1).numpy()
+        parts = [net.features(*data.batch(rows[i:i + chunk])) for i in range(0, len(rows), chunk)]
+    return torch.cat(parts) if parts else torch.zeros(0, net.fc2.out_features)
+
+
+def _predict(net, data, rows):
+    with torch.inference_mode():
+        return net.head(_features(net, data, rows)).argmax(1).numpy()
 
 
 def _accuracy(net, data, rows):
