@@ -3,10 +3,6 @@ import torch
 
 from .sampling import sample
 
-# Each (batch, cache length, greedy, penalty) combination is its own static graph: never go dynamic.
-torch._dynamo.config.automatic_dynamic_shapes = False
-torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-
 
 def prefill(model, ids, input_pos, pad, seen, params, greedy: bool):
     # ids: [B, T] prompt (left-padded); input_pos: [T] cache slots; pad: [B]
@@ -24,6 +20,11 @@ def compiled_step(device: torch.device):
     """The per-token function: CUDA graphs via torch.compile on a GPU, eager on the CPU."""
     if device.type != "cuda":
         return decode_one_token
+    import torch._dynamo  # here, not at the top: importing it costs ~1 s, and the CPU path never compiles
+
+    # Each (batch, cache length, greedy, penalty) combination is its own static graph: never go dynamic.
+    torch._dynamo.config.automatic_dynamic_shapes = False
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
     step = torch.compile(decode_one_token, mode="reduce-overhead", fullgraph=True)
 
     def replay(*args):
