@@ -150,7 +150,7 @@ class Library:
         items = [x for p in paths for x in _expand(Path(p))]
         if engine is not None:
             with self._writing():
-                self._record_model(engine)
+                self._set_model(engine.model_name, engine.module_shapes())
         model = None if engine is not None else self._model()
         results = []
         for i, item in enumerate(items, 1):
@@ -327,7 +327,7 @@ class Library:
         -> [(path, reason)] for each adapter or router refused; one bad adapter never stops the others.
         progress(done, total, name) after each adapter."""
         with self._writing() as idx:
-            self._record_model(engine)
+            self._set_model(engine.model_name, engine.module_shapes())
         # loading needs no lock: an adapter or router removed meanwhile is refused like an unreadable one
         todo = [a for a in (self._info(n) for n in idx["adapters"]) if a.enabled]
         refused = []
@@ -485,10 +485,14 @@ class Library:
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
 
-    def _record_model(self, engine):
-        shapes = engine.module_shapes()
-        if self._model() != (engine.model_name, shapes):
-            atomic.write_json(self.root / MODEL, {"model": engine.model_name,
+    def set_model(self, name: str, shapes: dict[str, tuple[int, int]]):
+        """Record the model (module -> (in, out)) that imports without an engine are checked against."""
+        with self._writing():
+            self._set_model(name, shapes)
+
+    def _set_model(self, name, shapes):
+        if self._model() != (name, shapes):
+            atomic.write_json(self.root / MODEL, {"model": name,
                                                   "module_shapes": {m: list(s) for m, s in shapes.items()}})
 
 

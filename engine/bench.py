@@ -31,6 +31,11 @@ SHAPES = {
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
+def parse_targets(text: str) -> tuple[str, ...]:
+    """"q_proj,v_proj" or "all-linear" -> the module kinds."""
+    return ALL_LINEAR if text == "all-linear" else tuple(t.strip() for t in text.split(","))
+
+
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -68,11 +73,11 @@ def build(shape: str | None, model_dir: str | None, device: str, dtype: str):
     return engine, hf_model
 
 
-def write_adapters(root: Path, engine: Engine, n: int, rank: int, targets, dtype) -> list[Path]:
-    """n random PEFT LoRA folders (adapter_config.json + adapter_model.safetensors) for the engine's model."""
+def write_adapters(root: Path, module_shapes: dict, n: int, rank: int, targets, dtype) -> list[Path]:
+    """n random PEFT LoRA folders (adapter_config.json + adapter_model.safetensors) for a model's module_shapes."""
     from peft import LoraConfig
 
-    shapes = {m: s for m, s in engine.module_shapes().items() if m.rsplit(".", 1)[1] in targets}
+    shapes = {m: s for m, s in module_shapes.items() if m.rsplit(".", 1)[1] in targets}
     g = torch.Generator().manual_seed(1)
     paths = []
     for i in range(n):
@@ -140,7 +145,7 @@ def random_mix(names, k, rng):
 
 def run(shape="tiny", model_dir=None, device="auto", dtype="auto", adapters=100, rank=8, targets="q_proj,v_proj",
         prompt_len=256, new=128, runs=3, switch_every=20, batch=8, peft=True, log=print) -> dict:
-    targets = ALL_LINEAR if targets == "all-linear" else tuple(t.strip() for t in targets.split(","))
+    targets = parse_targets(targets)
     engine, hf_model = build(shape, model_dir, device, dtype)
     dev, dt = engine.device, engine.model.lm_head.weight.dtype
     params = sum(p.numel() for p in engine.model.parameters())
@@ -160,7 +165,7 @@ def run(shape="tiny", model_dir=None, device="auto", dtype="auto", adapters=100,
     tmp = tempfile.TemporaryDirectory()
     names = []
     if adapters:
-        paths = write_adapters(Path(tmp.name), engine, adapters, rank, targets, dt)
+        paths = write_adapters(Path(tmp.name), engine.module_shapes(), adapters, rank, targets, dt)
         sync(dev)
         t = time.perf_counter()
         for p in paths:

@@ -45,10 +45,7 @@ class Engine:
 
     def module_shapes(self) -> dict[str, tuple[int, int]]:
         """Targetable linear layers: HF module name -> (in_features, out_features)."""
-        a = self.model.args
-        return {f"model.layers.{i}.{'mlp' if k.endswith(('gate_proj', 'up_proj', 'down_proj')) else 'self_attn'}.{k}":
-                a.linear_shape(k) for i in range(a.n_layers) for k in ("q_proj", "k_proj", "v_proj", "o_proj",
-                                                                       "gate_proj", "up_proj", "down_proj")}
+        return self.model.args.module_shapes()
 
     def add_adapter(self, path, name=None, allow_pickle: bool = False) -> dict:
         """Read, validate and upload a PEFT adapter (folder or .zip). AdapterError leaves the bank unchanged."""

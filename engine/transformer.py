@@ -58,6 +58,12 @@ class ModelArgs:
         return {"q_proj": (d, q), "k_proj": (d, kv), "v_proj": (d, kv), "o_proj": (q, d),
                 "gate_proj": (d, f), "up_proj": (d, f), "down_proj": (f, d)}[kind]
 
+    def module_shapes(self) -> dict[str, tuple[int, int]]:
+        """Targetable linear layers: Hugging Face module name -> (in_features, out_features)."""
+        return {f"model.layers.{i}.{'mlp' if k in ('gate_proj', 'up_proj', 'down_proj') else 'self_attn'}.{k}":
+                self.linear_shape(k) for i in range(self.n_layers)
+                for k in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")}
+
     def parts(self, fused: str) -> list[tuple[str, int, int]]:
         """[(kind, first row, rows)] of a fused module's output."""
         out, row = [], 0

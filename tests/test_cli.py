@@ -1,4 +1,5 @@
 """The command line: help lists every command, commands load without Qt, chat streams a reply or explains."""
+import json
 import subprocess
 import sys
 
@@ -37,3 +38,15 @@ def test_eval_smoke_on_the_demo(capsys):
     assert main(["eval", "--limit", "1", "--batch", "8", "--max-new-tokens", "24"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("composite: base ") and "| routed " in last and "| oracle " in last
+
+
+def test_bench_library_imports_every_adapter(tmp_path, capsys):
+    out = tmp_path / "lib.json"
+    assert main(["bench", "--library", "--shape", "tiny", "--adapters", "3", "--targets", "all-linear",
+                 "--dir", str(tmp_path), "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    tensor_bytes = 3 * 8 * 18496 * 2  # 3 adapters x rank 8 x sum(in + out) over the tiny shape's 28 modules x bf16
+    assert res["adapters"] == 3 and tensor_bytes < res["bytes"] < tensor_bytes + 3 * 20_000
+    assert res["import_s"] > 0 and res["disk_s"] > 0
+    assert "import - disk" in capsys.readouterr().out
+    assert [p.name for p in tmp_path.iterdir()] == ["lib.json"]  # the generated adapters and library are cleaned up

@@ -19,19 +19,30 @@ def add_parser(sub):
     p.add_argument("--runs", type=int, default=3, help="interleaved rounds; the median is reported")
     p.add_argument("--no-peft", action="store_true", help="skip the PEFT baselines")
     p.add_argument("--json", help="write all numbers to this file")
+    p.add_argument("--library", action="store_true",
+                   help="instead: time importing --adapters random adapters of --shape into a fresh adapter "
+                        "library (no model is built; dtype auto = bfloat16)")
+    p.add_argument("--dir", help="with --library: the folder (and so the disk) to work in (default: the temp dir)")
 
 
 def run(args) -> int:
     from engine import SwitchboardError, bench
 
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     try:
-        res = bench.run(args.shape, args.model, args.device, args.dtype, args.adapters, args.rank, args.targets,
-                        args.prompt, args.new, args.runs, peft=not args.no_peft,
-                        log=lambda m: print(m, file=sys.stderr, flush=True))
+        if args.library:
+            from app import bench_library as kind
+
+            res = kind.run(args.shape, args.adapters, args.rank, bench.parse_targets(args.targets), args.dtype,
+                           args.dir, log)
+        else:
+            kind = bench
+            res = bench.run(args.shape, args.model, args.device, args.dtype, args.adapters, args.rank,
+                            args.targets, args.prompt, args.new, args.runs, peft=not args.no_peft, log=log)
     except SwitchboardError as e:
         print(f"switchboard bench: {e}", file=sys.stderr)
         return 2
-    print(bench.table(res))
+    print(kind.table(res))
     if args.json:
         bench.save(res, args.json)
     return 0
