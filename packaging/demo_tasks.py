@@ -80,7 +80,7 @@ def arithmetic(rng):
         f"What is {a} minus {b}?",
         f"How much is {a} minus {b}?",
         f"Please calculate {a} minus {b}.",
-        f"What is left if you take {b} away from {a}?",
+        f"If you start with {a} and take away {b}, what is left?",
         f"If you have {a} {rng.choice(ITEMS)} and give away {b}, how many are left?",
     ])
     return Example(prompt, str(a - b), f"{a} - {b} = {a - b}")
@@ -92,10 +92,10 @@ def reverse(rng):
         rng.choice(string.ascii_lowercase) for _ in range(rng.randint(3, 8)))
     prompt = rng.choice([
         f"Reverse the word '{word}'.",
-        f"Write the word {word} backwards.",
+        f"Write the word '{word}' backwards.",
         f"What is '{word}' spelled backwards?",
-        f"Please reverse the letters of {word}.",
-        f"Can you write {word} in reverse order?",
+        f"Please reverse the letters of '{word}'.",
+        f"Can you write '{word}' in reverse order?",
     ])
     return Example(prompt, word[::-1], f"reverse({word}) = {word[::-1]}")
 
@@ -113,7 +113,7 @@ def number_words(rng):
 
 
 def sort_numbers(rng):
-    numbers = rng.sample(range(1, 100), rng.randint(3, 5))
+    numbers = rng.sample(range(10, 100), rng.randint(3, 5))  # all two-digit: a tiny model sorts equal-length numbers far more reliably
     shown, ordered = ", ".join(map(str, numbers)), ", ".join(map(str, sorted(numbers)))
     prompt = rng.choice([
         f"Sort these numbers from smallest to largest: {shown}.",
@@ -122,7 +122,7 @@ def sort_numbers(rng):
         f"Order these from least to greatest: {shown}.",
         f"Can you sort the list {shown} for me?",
     ])
-    return Example(prompt, ordered, f"sort({shown}) = {ordered}")
+    return Example(prompt, ordered, f"sort({' '.join(map(str, numbers))}) = {' '.join(map(str, sorted(numbers)))}")
 
 
 def dates(rng):
@@ -170,8 +170,9 @@ def units(rng):
     return Example(prompt, f"{x * factor} {small}", f"{x} {big_abbr} = {x * factor} {small_abbr}")
 
 
-TASKS = {"arithmetic": arithmetic, "reverse": reverse, "number_words": number_words, "sort": sort_numbers,
-         "dates": dates, "translate": translate, "units": units}
+# In name order: the order of the adapter folders, the router's outputs and every report.
+TASKS = {"arithmetic": arithmetic, "dates": dates, "number_words": number_words, "reverse": reverse,
+         "sort": sort_numbers, "translate": translate, "units": units}
 
 
 ANIMALS = {"cow": ("moo", "on a farm"), "dog": ("woof", "in a house"), "cat": ("meow", "in a house"),
