@@ -210,3 +210,30 @@ def test_the_qt_binding_does_not_drop_references_to_none(qapp):
     for _ in range(1000):
         color.setAlpha(10)  # a void method
     assert sys.getrefcount(None) >= before
+
+
+def test_library_table_updates_rows_in_place_and_resets_only_when_names_change(qapp):
+    from pathlib import Path
+
+    from app.library import AdapterInfo
+    from ui.library_panel import NAME, AdapterTableModel
+
+    def info(name, n_examples=0):
+        return AdapterInfo(name, Path(name), None, True, None, None, 8, ["q_proj"], 1000, n_examples, None)
+
+    model = AdapterTableModel()
+    seen = []
+    model.modelReset.connect(lambda: seen.append("reset"))
+    model.rowsInserted.connect(lambda _p, first, last: seen.append(("inserted", first, last)))
+    model.dataChanged.connect(lambda a, b: seen.append(("changed", a.row(), b.row())))
+    model.set_rows([info("a"), info("b")], None)
+    model.set_rows([info("a"), info("b", 30), info("c"), info("d")], None)  # an import: b edited, c and d added
+    assert seen == [("inserted", 0, 1), ("changed", 1, 1), ("inserted", 2, 3)]
+    assert [model.index(i, NAME).data() for i in range(4)] == ["a", "b", "c", "d"]
+    assert model.rows[1].n_examples == 30
+    seen.clear()
+    model.set_rows([info("a"), info("c"), info("d")], None)  # b removed: the names before the end changed
+    assert seen == ["reset"] and model.rowCount() == 3
+    seen.clear()
+    model.set_rows([info("a"), info("c"), info("d")], ["a"])  # a model loaded: every row's "loaded" state
+    assert seen == ["reset"]
