@@ -36,7 +36,8 @@ class RoutingChart(QWidget):
                                     pen=pg.mkPen(None), brushes=[])
         self.plot.addItem(self.bars)
         self.cut = pg.InfiniteLine(angle=0, pen=pg.mkPen("#c0392b", width=1.5, style=Qt.DashLine),
-                                   label="", labelOpts=dict(position=0.97, anchors=[(1, 1), (1, 1)],
+                                   # the label under the line: above it sits the last kept bar's weight
+                                   label="", labelOpts=dict(position=0.97, anchors=[(1, 0), (1, 0)],
                                                             color="#c0392b"))
         self.plot.addItem(self.cut)
         self._labels: list[pg.TextItem] = []  # pool: grows to the most labels ever shown, then reused
