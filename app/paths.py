@@ -13,6 +13,15 @@ def demo_available() -> bool:
     return (DEMO_DIR / "model" / "config.json").is_file()
 
 
+def demo_examples(n: int = 3) -> list[str]:
+    """The first held-out prompt of the first n demo tasks: what the demo model can answer (it knows only these
+    tasks, in their phrasings and number ranges)."""
+    import json
+
+    tasks = sorted((DEMO_DIR / "tasks").glob("*.jsonl"))[:n]
+    return [json.loads(t.read_text(encoding="utf-8").splitlines()[0])["prompt"] for t in tasks]
+
+
 def user_data_dir() -> Path:
     """The platform's per-user data folder (overridable with SWITCHBOARD_DATA)."""
     if os.environ.get("SWITCHBOARD_DATA"):

@@ -199,7 +199,10 @@ def test_the_bundled_demo_opens_by_default_and_says_so(qtbot, settings, tmp_path
         (demo / "adapters" / name).symlink_to(path)
     for src in (router_path, router_path.with_suffix(".json")):
         (demo / src.name).symlink_to(src)
+    (demo / "tasks").mkdir()
+    (demo / "tasks" / "alpha.jsonl").write_text('{"prompt": "Reverse the word \'garden\'.", "response": "nedrag"}\n')
     monkeypatch.setattr(loading, "DEMO_DIR", demo)
+    monkeypatch.setattr(paths, "DEMO_DIR", demo)
     monkeypatch.setattr(loading, "demo_available", lambda: True)
     monkeypatch.setattr(paths, "demo_available", lambda: True)
     window = make_window(qtbot, settings)
@@ -208,6 +211,8 @@ def test_the_bundled_demo_opens_by_default_and_says_so(qtbot, settings, tmp_path
     assert window.model_info is not None, window.chat.empty_error.text()
     assert window.demo and window.model_info["router"] and len(window.model_info["adapters"]) == 4
     assert "demo model" in window.windowTitle() and "demo model" in window.status_model.text()
+    # the input suggests what the demo can answer
+    assert window.chat.input.placeholderText() == "Demo model: it knows a few small tasks. Try: Reverse the word 'garden'."
 
 
 def test_export_writes_the_conversation_with_its_routing(qtbot, window, tmp_path, monkeypatch):

@@ -10,6 +10,8 @@ from ui import tinted_markdown
 Sentences = list[tuple[str, QColor | None, int]]  # (text, tint or None, global sentence id)
 
 
+INPUT_HINT = "Message the model (Enter to send, Shift+Enter for a new line)"
+
 class _Body(QTextBrowser):
     """A message's text: grows to fit its document (the pane scrolls, not the message) and reports the sentence
     under the pointer."""
@@ -148,7 +150,7 @@ class ChatPane(QWidget):
         self.stack.addWidget(empty)
         self.stack.addWidget(self.scroll)
 
-        self.input = InputBox(placeholderText="Message the model (Enter to send, Shift+Enter for a new line)")
+        self.input = InputBox(placeholderText=INPUT_HINT)
         self.input.setFixedHeight(72)
         self.input.submitted.connect(self._send_or_stop)
         self.send = QPushButton("Send", objectName="sendButton")

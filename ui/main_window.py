@@ -13,7 +13,7 @@ from app.conversation import Conversation
 from app.settings import DEVICES, DTYPES, Settings
 from app.worker import EngineWorker
 from ui import colors
-from ui.chat_pane import ChatPane
+from ui.chat_pane import INPUT_HINT, ChatPane
 from ui.colors import tint
 from ui.controls import Controls
 from ui.library_panel import install_library_panel
@@ -181,6 +181,9 @@ class MainWindow(QMainWindow):
             self.controls.set_adapters(result["adapters"])
         if name == "load_model":
             self.chat.show_chat()
+            self.chat.input.setPlaceholderText(
+                "Demo model: it knows a few small tasks. Try: " + "  ·  ".join(paths.demo_examples()) if self.demo
+                else INPUT_HINT)
             for path, reason in result["refused"]:
                 self.statusBar().showMessage(f"Adapter {path} not loaded: {reason}", 15000)
             self._submit("warm_up")
