@@ -1,6 +1,7 @@
 """`switchboard` with no arguments: the desktop app.
 
-Extra flags (for packaging/screenshot.sh and quick tries): --model DIR opens that model for this run only;
+Extra flags (for packaging/screenshot.sh and quick tries): --model DIR opens that model and --library DIR that
+adapter library for this run only;
 --prompt TEXT sends it once the model is ready; --screenshot PNG saves the window after that reply and quits."""
 import argparse
 import sys
@@ -16,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="switchboard")
     parser.add_argument("--model", help="model folder to open (not saved to settings)")
+    parser.add_argument("--library", help="adapter library folder to use (not saved to settings)")
     parser.add_argument("--prompt", help="send this message once the model is ready")
     parser.add_argument("--screenshot", help="save the window as this PNG after the reply, then quit")
     args, qt_args = parser.parse_known_args(argv)
@@ -27,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     from ui.main_window import MainWindow  # after QApplication: pyqtgraph reads the app's settings on import
 
     window = MainWindow(Settings())
+    window.library_override = args.library
     window.show()
     window.open_default_model(args.model)
     if args.prompt or args.screenshot:

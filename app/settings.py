@@ -9,6 +9,7 @@ DTYPES = ("auto", "bfloat16", "float16", "float32")
 # key: (default, type). max_adapters 0 means "no limit" (the engine's None).
 _FIELDS = {
     "model_dir": ("", str),
+    "library_dir": ("", str),  # empty: app.paths.default_library_dir()
     "device": ("auto", str),
     "dtype": ("auto", str),
     "top_p": (0.8, float),

@@ -25,7 +25,7 @@ import traceback
 from pathlib import Path
 
 import torch
-import torch._dynamo  # noqa: F401 - imported lazily by torch.optim, and its import makes a cache folder: not a library step
+import torch._dynamo  # noqa: F401 - torch.optim imports it lazily, making a cache folder: not a library step
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.library import Library  # noqa: E402

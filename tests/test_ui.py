@@ -186,7 +186,7 @@ def test_without_a_model_or_demo_the_empty_state_explains_what_to_do(qtbot, sett
     window = make_window(qtbot, settings)
     window.open_default_model()
     assert window.chat.stack.currentIndex() == 0 and window._pending == 0
-    assert "Settings > Model folder" in window.chat.empty_text.text()
+    assert "Settings > Model and library" in window.chat.empty_text.text()
     assert not window.chat.send.isEnabled()
 
 
@@ -212,7 +212,8 @@ def test_the_bundled_demo_opens_by_default_and_says_so(qtbot, settings, tmp_path
     assert window.demo and window.model_info["router"] and len(window.model_info["adapters"]) == 4
     assert "demo model" in window.windowTitle() and "demo model" in window.status_model.text()
     # the input suggests what the demo can answer
-    assert window.chat.input.placeholderText() == "Demo model: it knows a few small tasks. Try: Reverse the word 'garden'."
+    hint = window.chat.input.placeholderText()
+    assert hint == "Demo model: it knows a few small tasks. Try: Reverse the word 'garden'."
 
 
 def test_export_writes_the_conversation_with_its_routing(qtbot, window, tmp_path, monkeypatch):
@@ -228,10 +229,24 @@ def test_export_writes_the_conversation_with_its_routing(qtbot, window, tmp_path
     assert [s["selected"] for s in data["turns"][1]["sentences"]] == [s.selected for s in window.conv.turns[1].sentences]
 
 
-def test_the_library_menu_opens_the_adapter_library(qtbot, settings, tmp_path):
+def test_the_library_menu_opens_the_adapter_library(qtbot, settings, tmp_path, monkeypatch):
     window = make_window(qtbot, settings)
     assert "Library" in [a.text().replace("&", "") for a in window.menuBar().actions()]
     window.library_action.trigger()
     library_window = next(w for w in window.findChildren(QDialog) if w.isVisible())
     assert str(tmp_path / "no-library") in library_window.windowTitle()
     library_window.close()
+
+    def choose_library(dialog):
+        dialog.library_dir.setText(str(tmp_path / "mine"))
+        return 1
+
+    monkeypatch.setattr(main_window.SettingsDialog, "exec", choose_library)
+    window.open_settings()  # Settings > Model and library: another library folder, saved
+    assert settings.library_dir == str(tmp_path / "mine") and window.library_dir() == tmp_path / "mine"
+    wait_idle(qtbot, window)
+    window.library_action.trigger()
+    shown = [w for w in window.findChildren(QDialog) if w.isVisible()]
+    assert len(shown) == 1 and str(tmp_path / "mine") in shown[0].windowTitle()
+    window.library_override = str(tmp_path / "for-this-run")  # switchboard --library DIR
+    assert window.library_dir() == tmp_path / "for-this-run"

@@ -57,21 +57,30 @@ QProgressBar::chunk { background: #4e79a7; border-radius: 4px; }
 """
 
 
-def install_library_panel(main_window, worker, library):
-    """Add a Library menu (Adapter library…, Import adapters…) that opens the library window, a dialog built on
-    first use. library: a Library, or its folder: then app.library (it imports torch: seconds) is only imported
-    when the window first opens. -> the QAction that opens the window."""
+def install_library_panel(main_window, worker, library_dir):
+    """Add a Library menu (Adapter library…, Import adapters…) that opens the library window, built on first
+    use and again when library_dir() (a callable: the folder can change in Settings) names another folder.
+    app.library (it imports torch: seconds) is only imported when the window first opens. -> the QAction that
+    opens the window."""
     window = None
 
     def open_window(import_menu=False):
         nonlocal window
+        root = library_dir()
+        if window is not None and window.findChild(LibraryPanel).library.root != root:
+            if window.findChild(LibraryJobs).busy:  # its results must reach it: switch when it is done
+                main_window.statusBar().showMessage(f"The library changes to {root} when the running import or "
+                                                    "retrain finishes; open it again then.", 15000)
+            else:
+                window.close()
+                window.deleteLater()  # with its LibraryJobs: only the open library's jobs listen to the worker
+                window = None
         if window is None:
             from app.library import Library  # see the docstring: not at start-up
-            lib = library if isinstance(library, Library) else Library(library)
-            jobs = LibraryJobs(worker, lib, submit=main_window._submit, info=main_window.model_info,
-                               parent=main_window)
+            lib = Library(root)
             window = QDialog(main_window, windowTitle=f"Adapter library — {lib.root}")
             window.setWindowFlag(Qt.Window)  # its own window (minimise, maximise), not a dialog over the chat
+            jobs = LibraryJobs(worker, lib, submit=main_window._submit, info=main_window.model_info, parent=window)
             layout = QVBoxLayout(window)
             layout.setContentsMargins(0, 0, 0, 0)
             layout.addWidget(LibraryPanel(lib, jobs))

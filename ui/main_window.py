@@ -23,7 +23,7 @@ from ui.style import STYLE_SHEET, configure_pyqtgraph
 from ui.timeline import Timeline
 
 NO_MODEL_TEXT = ("LoRA Switchboard needs a local Hugging Face model folder (config.json, safetensors weights, "
-                 "tokenizer). Choose one in Settings > Model folder.")
+                 "tokenizer). Choose one in Settings > Model and library.")
 BASE_NOTE = "Base model for this sentence: no router is loaded and no adapter is pinned."
 INSPECTED_ALPHA = 150  # the sentence shown in the chart gets a stronger tint than the others
 FRAME_MS = 30  # streamed text and routing redraw at most this often (~33 frames/s)
@@ -37,6 +37,7 @@ class MainWindow(QMainWindow):
         self.conv = Conversation()
         self.model_info: dict | None = None
         self.demo = False
+        self.library_override: str | None = None  # `switchboard --library DIR`: this run only, not saved
         self.generating = False
         self._inspected: int | None = None  # sentence the user clicked; the chart shows it instead of the live one
         self._pending = 0                   # commands submitted and not yet done/failed
@@ -85,7 +86,7 @@ class MainWindow(QMainWindow):
         self._panel = panel
 
         self._build_menus()
-        self.library_action = install_library_panel(self, self.worker, paths.default_library_dir())
+        self.library_action = install_library_panel(self, self.worker, self.library_dir)
         self.status_model = QLabel("No model")
         self.status_task = QLabel()
         self.status_progress = QProgressBar(maximumWidth=140, maximumHeight=14, textVisible=False)
@@ -118,7 +119,7 @@ class MainWindow(QMainWindow):
         quit_action.triggered.connect(self.close)
         file.addActions([export_action, quit_action])
         settings = self.menuBar().addMenu("&Settings")
-        model_action = QAction("&Model folder…", self, shortcut=QKeySequence("Ctrl+,"))
+        model_action = QAction("&Model and library…", self, shortcut=QKeySequence("Ctrl+,"))
         model_action.triggered.connect(self.open_settings)
         settings.addAction(model_action)
 
@@ -129,7 +130,7 @@ class MainWindow(QMainWindow):
         if model_dir is None and not paths.demo_available():
             self.chat.show_empty("No model yet", NO_MODEL_TEXT)
             return
-        library = paths.default_library_dir()  # the user's adapters (the demo brings its own)
+        library = self.library_dir()  # the user's adapters (the demo brings its own)
         self.model_info, self.demo = None, model_dir is None
         self.controls.set_adapters([])
         self._update_status()
@@ -137,14 +138,19 @@ class MainWindow(QMainWindow):
         self._submit("load_model", model_dir=model_dir, device=self.settings.device, dtype=self.settings.dtype,
                      library_dir=str(library) if model_dir and library.is_dir() else None)
 
+    def library_dir(self) -> Path:
+        """The adapter library folder: --library, else the setting, else the platform's default."""
+        return Path(self.library_override or self.settings.library_dir or paths.default_library_dir()).expanduser()
+
     def open_settings(self):
-        dialog = SettingsDialog(self.settings.model_dir, self.settings.device, self.settings.dtype,
-                                DEVICES, DTYPES, self)
+        dialog = SettingsDialog(self.settings.model_dir, self.settings.library_dir, str(paths.default_library_dir()),
+                                self.settings.device, self.settings.dtype, DEVICES, DTYPES, self)
         if not dialog.exec():
             return
         values = dialog.values()
-        changed = values != {"model_dir": self.settings.model_dir, "device": self.settings.device,
-                             "dtype": self.settings.dtype}
+        changed = values != {key: getattr(self.settings, key) for key in values}
+        if values["library_dir"] != self.settings.library_dir:
+            self.library_override = None  # a library chosen in Settings replaces the one --library gave
         for key, value in values.items():
             setattr(self.settings, key, value)
         if changed or self.model_info is None:
