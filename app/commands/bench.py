@@ -33,6 +33,8 @@ def run(args) -> int:
         if args.library:
             from app import bench_library as kind
 
+            if args.model:
+                raise SwitchboardError("--library times imports for a --shape; it does not load --model")
             res = kind.run(args.shape, args.adapters, args.rank, bench.parse_targets(args.targets), args.dtype,
                            args.dir, log)
         else:
