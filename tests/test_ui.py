@@ -10,6 +10,7 @@ from app import loading, paths
 from app.settings import Settings
 from engine.router import Router
 from ui import main_window, tinted_markdown
+from ui.library_jobs import LibraryJobs
 from ui.main_window import MainWindow
 
 PROMPT = "Translate to French: cat, dog, house."
@@ -250,3 +251,10 @@ def test_the_library_menu_opens_the_adapter_library(qtbot, settings, tmp_path, m
     assert len(shown) == 1 and str(tmp_path / "mine") in shown[0].windowTitle()
     window.library_override = str(tmp_path / "for-this-run")  # switchboard --library DIR
     assert window.library_dir() == tmp_path / "for-this-run"
+
+    # while the open library runs a job, its window stays (the job's results must reach it) and the status says so
+    monkeypatch.setattr(LibraryJobs, "busy", property(lambda self: True))
+    window.library_action.trigger()
+    shown = [w for w in window.findChildren(QDialog) if w.isVisible()]
+    assert len(shown) == 1 and str(tmp_path / "mine") in shown[0].windowTitle()
+    assert "when the running import or retrain finishes" in window.statusBar().currentMessage()
