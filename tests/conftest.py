@@ -116,6 +116,57 @@ def llama_adapters(tmp_path_factory, llama_dir):
             for i, (name, spec) in enumerate(specs.items())}
 
 
+@pytest.fixture(scope="session")
+def module_shapes(llama_dir):
+    """The tiny Llama's linear layers, (in, out) by module name, read from the Hugging Face model itself."""
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(llama_dir, dtype=torch.float32)
+    return {name: (m.in_features, m.out_features) for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and name != "lm_head"}
+
+
+@pytest.fixture(scope="session")
+def bad(tmp_path_factory, llama_adapters):
+    """Crafted bad adapters, copies of `alpha`: {kind: path}, plus the key of the widened tensor."""
+    import shutil
+    import zipfile
+    from pathlib import Path
+
+    from safetensors.torch import load_file, save_file
+
+    root = tmp_path_factory.mktemp("bad")
+    alpha = Path(llama_adapters["alpha"])
+    corrupt = shutil.copytree(alpha, root / "corrupt")
+    data = (corrupt / "adapter_model.safetensors").read_bytes()
+    (corrupt / "adapter_model.safetensors").write_bytes(data[: len(data) // 2])
+    pickled = shutil.copytree(alpha, root / "pickled")
+    (pickled / "adapter_model.safetensors").unlink()
+    torch.save(load_file(alpha / "adapter_model.safetensors"), pickled / "adapter_model.bin")
+    wide = shutil.copytree(alpha, root / "wide")  # lora_A of one module takes 32 inputs, the model has 64
+    sd = load_file(wide / "adapter_model.safetensors")
+    key = sorted(k for k in sd if "lora_A" in k)[0]
+    sd[key] = torch.randn(sd[key].shape[0], 32)
+    save_file(sd, wide / "adapter_model.safetensors")
+    evil = root / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as zf:
+        for f in alpha.iterdir():
+            zf.write(f, f.name)
+        zf.writestr(zipfile.ZipInfo("../evil.txt"), b"owned")
+    return {"corrupt": corrupt, "pickled": pickled, "wide": wide, "evil": evil, "wide_key": key}
+
+
+@pytest.fixture
+def worker(qtbot):
+    """A started EngineWorker (the app's engine thread); stopped, and checked stopped, after the test."""
+    from app.worker import EngineWorker
+
+    w = EngineWorker()
+    w.start()
+    yield w
+    w.stop()
+    assert not w.isRunning()
+
+
 # Every QThread started during a test is recorded, so the check below costs nothing for tests without Qt.
 _started_qthreads = []
 try:

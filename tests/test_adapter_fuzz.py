@@ -11,7 +11,6 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save
-from torch import nn
 
 from engine.adapter_io import LoraWeights, read_adapter
 from engine.errors import AdapterError
@@ -35,14 +34,6 @@ FIELDS = {
 }
 OTHER_FIELDS = ["fan_in_fan_out", "use_dora", "lora_bias", "modules_to_save", "trainable_token_indices",
                 "layer_replication", "target_parameters", "target_modules", "bias", "use_qalora", "task_type"]
-
-
-@pytest.fixture(scope="module")
-def module_shapes(llama_dir):
-    from transformers import AutoModelForCausalLM
-    model = AutoModelForCausalLM.from_pretrained(llama_dir, dtype=torch.float32)
-    return {name: (m.in_features, m.out_features) for name, m in model.named_modules()
-            if isinstance(m, nn.Linear) and name != "lm_head"}
 
 
 @pytest.fixture(scope="module")

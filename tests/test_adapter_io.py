@@ -9,7 +9,6 @@ import zipfile
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from torch import nn
 
 from conftest import make_adapter_dir
 from engine import adapter_io
@@ -19,14 +18,6 @@ from engine.errors import AdapterError
 Q0 = "model.layers.0.self_attn.q_proj"
 V0 = "model.layers.0.self_attn.v_proj"
 KEY = "base_model.model.{}.lora_{}.weight"
-
-
-@pytest.fixture(scope="module")
-def module_shapes(llama_dir):
-    from transformers import AutoModelForCausalLM
-    model = AutoModelForCausalLM.from_pretrained(llama_dir, dtype=torch.float32)
-    return {name: (m.in_features, m.out_features) for name, m in model.named_modules()
-            if isinstance(m, nn.Linear) and name != "lm_head"}
 
 
 @pytest.fixture(scope="module")

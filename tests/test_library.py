@@ -3,7 +3,6 @@ item, hot-add, editing round trips, examples, retrain, load_into, crash leftover
 fuzz of archive layouts. No widgets."""
 import io
 import json
-import os
 import shutil
 import tempfile
 import warnings
@@ -15,7 +14,6 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from router_tasks import make_tasks
-from safetensors.torch import load_file, save_file
 
 from app import cli
 from app.library import MIN_EXAMPLES, Library
@@ -29,35 +27,6 @@ TASKS = ["gsm8k", "translate_de", "code_questions", "cnn_dailymail"]
 @pytest.fixture
 def engine(llama_dir):
     return Engine.load(llama_dir, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def module_shapes(llama_dir):
-    return Engine.load(llama_dir, device="cpu").module_shapes()
-
-
-@pytest.fixture(scope="module")
-def bad(tmp_path_factory, llama_adapters):
-    """Crafted bad adapters: {kind: path}."""
-    root = tmp_path_factory.mktemp("bad")
-    alpha = Path(llama_adapters["alpha"])
-    corrupt = shutil.copytree(alpha, root / "corrupt")
-    data = (corrupt / "adapter_model.safetensors").read_bytes()
-    (corrupt / "adapter_model.safetensors").write_bytes(data[: len(data) // 2])
-    pickled = shutil.copytree(alpha, root / "pickled")
-    (pickled / "adapter_model.safetensors").unlink()
-    torch.save(load_file(alpha / "adapter_model.safetensors"), pickled / "adapter_model.bin")
-    wide = shutil.copytree(alpha, root / "wide")  # lora_A of one module takes 32 inputs, the model has 64
-    sd = load_file(wide / "adapter_model.safetensors")
-    key = sorted(k for k in sd if "lora_A" in k)[0]
-    sd[key] = torch.randn(sd[key].shape[0], 32)
-    save_file(sd, wide / "adapter_model.safetensors")
-    evil = root / "evil.zip"
-    with zipfile.ZipFile(evil, "w") as zf:
-        for f in alpha.iterdir():
-            zf.write(f, f.name)
-        zf.writestr(zipfile.ZipInfo("../evil.txt"), b"owned")
-    return {"corrupt": corrupt, "pickled": pickled, "wide": wide, "evil": evil, "wide_key": key}
 
 
 def tensors_equal(a, b):

@@ -16,7 +16,6 @@ from router_tasks import make_tasks
 
 from app.library import Library
 from engine.adapter_io import read_adapter
-from engine.router import Router
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the worker forks its children")
 WORKER = Path(__file__).with_name("library_worker.py")
@@ -69,18 +68,6 @@ def template(tmp_path_factory, llama_adapters):
         zf.writestr("gamma/examples.txt", "an example\nanother\n")
     return {"root": lib.root, "names": names, "paths": [str(batch), str(pack)], "one": str(one),
             "batch": [f"b{i}" for i in range(6)] + ["z0", "z1"]}
-
-
-@pytest.fixture(scope="module")
-def module_shapes(llama_dir):
-    """The tiny Llama's linear layers, from its config.json."""
-    c = json.loads((Path(llama_dir) / "config.json").read_text())
-    h, inter, hd = c["hidden_size"], c["intermediate_size"], c["hidden_size"] // c["num_attention_heads"]
-    q, kv = c["num_attention_heads"] * hd, c["num_key_value_heads"] * hd
-    kinds = {"self_attn.q_proj": (h, q), "self_attn.k_proj": (h, kv), "self_attn.v_proj": (h, kv),
-             "self_attn.o_proj": (q, h), "mlp.gate_proj": (h, inter), "mlp.up_proj": (h, inter),
-             "mlp.down_proj": (inter, h)}
-    return {f"model.layers.{i}.{k}": s for i in range(c["num_hidden_layers"]) for k, s in kinds.items()}
 
 
 def router_hash(root):

@@ -3,19 +3,15 @@ per-item results and refusals, hot-add, rename / enable / colour / remove round 
 examples, retrain progress, cancel and the final accuracy and confusion matrix."""
 import re
 import shutil
-import zipfile
 from pathlib import Path
 
 import pytest
-import torch
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 from router_tasks import make_tasks
-from safetensors.torch import load_file, save_file
 
 from app.library import MIN_EXAMPLES, Library
-from app.worker import EngineWorker
 from ui import library_panel
 from ui.library_jobs import LibraryJobs
 from ui.library_panel import ACCURACY, ENABLED, EXAMPLES, NAME, LibraryPanel
@@ -26,41 +22,9 @@ WAIT_MS = 60_000
 
 
 @pytest.fixture(scope="module")
-def bad(tmp_path_factory, llama_adapters):
-    """Crafted bad adapters: {kind: path}."""
-    root = tmp_path_factory.mktemp("bad_ui")
-    alpha = Path(llama_adapters["alpha"])
-    corrupt = shutil.copytree(alpha, root / "corrupt")
-    data = (corrupt / "adapter_model.safetensors").read_bytes()
-    (corrupt / "adapter_model.safetensors").write_bytes(data[: len(data) // 2])
-    pickled = shutil.copytree(alpha, root / "pickled")
-    (pickled / "adapter_model.safetensors").unlink()
-    torch.save(load_file(alpha / "adapter_model.safetensors"), pickled / "adapter_model.bin")
-    wide = shutil.copytree(alpha, root / "wide")  # lora_A of one module takes 32 inputs, the model has 64
-    sd = load_file(wide / "adapter_model.safetensors")
-    key = sorted(k for k in sd if "lora_A" in k)[0]
-    sd[key] = torch.randn(sd[key].shape[0], 32)
-    save_file(sd, wide / "adapter_model.safetensors")
-    evil = root / "evil.zip"
-    with zipfile.ZipFile(evil, "w") as zf:
-        for f in alpha.iterdir():
-            zf.write(f, f.name)
-        zf.writestr(zipfile.ZipInfo("../evil.txt"), b"owned")
-    return {"corrupt": corrupt, "pickled": pickled, "wide": wide, "evil": evil}
-
-
-@pytest.fixture(scope="module")
 def prompts():
     train, _ = make_tasks(40, 0, seed=0)
     return {name: train[task] for name, task in zip(("alpha", "beta", "gamma", "delta"), TASKS)}
-
-
-@pytest.fixture
-def worker(qtbot):
-    w = EngineWorker()
-    w.start()
-    yield w
-    w.stop()
 
 
 def open_panel(qtbot, worker, llama_dir, library):

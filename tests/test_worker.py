@@ -4,7 +4,6 @@ import pytest
 import torch
 
 import app.worker
-from app.worker import EngineWorker
 from engine.router import Routing
 
 PROMPT = [{"role": "user", "content": "Translate to French: cat, dog, house."}]
@@ -29,15 +28,6 @@ class Recorder:
 
     def since(self, start, kind):
         return [e for e in self.events[start:] if e[0] == kind]
-
-
-@pytest.fixture
-def worker(qtbot):
-    w = EngineWorker()
-    w.start()
-    yield w
-    w.stop()
-    assert not w.isRunning()
 
 
 @pytest.fixture
