@@ -9,6 +9,7 @@ import sys
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
+from app.icon import APP_ID
 from app.settings import APPLICATION, ORGANIZATION, Settings
 
 
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)
     app.setStyle("Fusion")
+    app.setDesktopFileName(APP_ID)  # Wayland compositors find the window's icon through the .desktop entry
     from ui.main_window import MainWindow  # after QApplication: pyqtgraph reads the app's settings on import
 
     window = MainWindow(Settings())

@@ -212,6 +212,7 @@ def test_the_bundled_demo_opens_by_default_and_says_so(qtbot, settings, tmp_path
     assert window.model_info is not None, window.chat.empty_error.text()
     assert window.demo and window.model_info["router"] and len(window.model_info["adapters"]) == 4
     assert "demo model" in window.windowTitle() and "demo model" in window.status_model.text()
+    assert {(s.width(), s.height()) for s in window.windowIcon().availableSizes()} >= {(16, 16), (256, 256)}
     # the input suggests what the demo can answer
     hint = window.chat.input.placeholderText()
     assert hint == "Demo model: it knows a few small tasks. Try: Reverse the word 'garden'."

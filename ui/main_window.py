@@ -9,6 +9,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QProgressBar, QSplitter, QVBoxLayout, QWidget)
 
 from app import export, paths
+from app.icon import app_icon
 from app.conversation import Conversation
 from app.settings import DEVICES, DTYPES, Settings
 from app.worker import EngineWorker
@@ -102,6 +103,7 @@ class MainWindow(QMainWindow):
 
         self.setStyleSheet(STYLE_SHEET)
         self.setWindowTitle("LoRA Switchboard")
+        self.setWindowIcon(app_icon())
         self.resize(1280, 800)
         self.splitter.setSizes([760, 520])
         panel.setSizes([430, 170, 260])  # the chart gets most of the height
