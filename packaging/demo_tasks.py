@@ -7,7 +7,6 @@ seen a task prompt; each task's LoRA adapter teaches it to answer that task's pr
 Responses contain no sentence-ending punctuation, so the app routes once per answer.
 """
 import calendar
-import random
 import string
 from typing import NamedTuple
 
