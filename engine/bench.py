@@ -94,8 +94,8 @@ def write_adapters(root: Path, module_shapes: dict, n: int, rank: int, targets, 
 
 def engine_decode(engine: Engine, prompt, new: int, mixes=(), switch_every: int = 0):
     """Decode `new` tokens for `prompt` [B, T]; every `switch_every` tokens switch to the next mix.
-    -> (decode ms/token, ttft ms, switch ms list, tokens [B, new]). The loop is generate()'s: one host
-    read per token."""
+    -> (decode ms/token, ttft ms, [(switch ms, of which host ms)], tokens [B, new]). The loop is
+    generate()'s: one host read per token."""
     dev = engine.device
     rows, T = prompt.shape
     engine.model.setup_caches(rows, cache_len(T + new), engine.model.rope_table)
@@ -109,17 +109,16 @@ def engine_decode(engine: Engine, prompt, new: int, mixes=(), switch_every: int 
         nxt = prefill(engine.model, prompt, torch.arange(T, device=dev), pad, None, params, True)
         tokens = [nxt.tolist()]
         t1 = time.perf_counter()
-        pos = torch.empty(1, dtype=torch.long, device=dev)
+        engine.decoder.begin(nxt, T, pad, None, params)
         switches = []
         for i in range(1, new):
             if switch_every and i % switch_every == 0 and mixes:
                 ts = time.perf_counter()
                 engine.apply_mix(mixes.pop(0), rows)
+                th = time.perf_counter()
                 sync(dev)
-                switches.append((time.perf_counter() - ts) * 1000)
-            pos.fill_(T + i - 1)
-            nxt = engine._step(engine.model, nxt[:, None], pos, pad, None, params, True)
-            tokens.append(nxt.tolist())
+                switches.append(((time.perf_counter() - ts) * 1000, (th - ts) * 1000))
+            tokens.append(engine.decoder.step(engine.model, True, engine.bank.graph_key()))
     t2 = time.perf_counter()
     return (t2 - t1) * 1000 / (new - 1), (t1 - t0) * 1000, switches, [list(r) for r in zip(*tokens)]
 
@@ -217,7 +216,8 @@ def run(shape="tiny", model_dir=None, device="auto", dtype="auto", adapters=100,
             mixes = [random_mix(names, 3, rng) for _ in range(new // switch_every + 1)]
             ms, _, switches, _ = engine_decode(engine, prompt, new, mixes, switch_every)
             add("engine_fused_ms", ms)
-            samples.setdefault("switch_ms", []).extend(switches)
+            samples.setdefault("switch_ms", []).extend(ms for ms, _ in switches)
+            samples.setdefault("switch_host_ms", []).extend(host for _, host in switches)
         base_b = engine_decode(engine, prompt.repeat(batch, 1), new)[0]
         add("engine_batch_base_tok_s", batch * 1000 / base_b)
         if adapters:
@@ -268,7 +268,8 @@ def table(res: dict) -> str:
     out.append(f"time to first token: engine {res['engine_ttft_ms']:.1f} ms, HF {res['hf_ttft_ms']:.1f} ms; "
                f"compile + warm-up {res['compile_s']:.1f} s")
     if "switch_ms" in res:
-        out.append(f"switch (merge 3 of {res['adapters']} into {','.join(res['targets'])}): median {res['switch_ms']:.2f} ms"
+        out.append(f"switch (merge 3 of {res['adapters']} into {','.join(res['targets'])}): median {res['switch_ms']:.2f} ms "
+                   f"(host {res['switch_host_ms']:.2f} ms)"
                    + (f"; PEFT cat-mix build + set {res['peft_cat_build_ms']:.0f} ms" if "peft_cat_build_ms" in res else ""))
         out.append(f"batch of 8 rows, 8 different 3-adapter mixes: engine gathered {res['engine_batch_gathered_tok_s']:.0f} "
                    f"tok/s = {res['batch_gathered_vs_base']:.2f}x engine base batch ({res['engine_batch_base_tok_s']:.0f} tok/s)"

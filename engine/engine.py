@@ -7,7 +7,7 @@ import torch
 
 from .adapter_io import read_adapter
 from .chat import build_prompt
-from .decode import cache_len, compiled_step, prefill
+from .decode import Decoder, cache_len, prefill
 from .errors import SwitchboardError
 from .events import DoneEvent, RoutingEvent, TokenEvent
 from .lora import AdapterBank
@@ -27,7 +27,7 @@ class Engine:
         self.strategy = strategy                # "auto" | "merged" | "gathered"
         self.context_len = hf_config.max_position_embeddings
         self.eos_ids = _eos_ids(tokenizer, model_dir)
-        self._step = compiled_step(self.device)
+        self.decoder = Decoder(self.device)
         self._cancel = threading.Event()
         self._excluded: set[str] = set()        # adapters being removed: never routed again (see exclude)
         self._mix_key = None                    # the mix now in force, to skip switches that change nothing
@@ -172,14 +172,11 @@ class Engine:
 
         t0 = time.perf_counter()
         nxt = prefill(self.model, ids, torch.arange(longest, device=dev), pad, seen, params, sampling.greedy)
-        ttft = None
-        pos = longest
-        step_input_pos = torch.empty(1, dtype=torch.long, device=dev)
+        tokens = nxt.tolist()
+        ttft = (time.perf_counter() - t0) * 1000
+        t_decode = time.perf_counter()
+        self.decoder.begin(nxt, longest, pad, seen, params)
         for n in range(1, max_new_tokens + 1):
-            tokens = nxt.tolist()  # the one device-to-host transfer per step
-            if ttft is None:
-                ttft = (time.perf_counter() - t0) * 1000
-                t_decode = time.perf_counter()
             rerouted = False
             for i, s in enumerate(streams):
                 if s.done:
@@ -200,16 +197,12 @@ class Engine:
                         rerouted = True
             if all(s.done for s in streams):
                 break
-            if seen is not None:
-                seen.scatter_(1, nxt[:, None], True)
             if rerouted:
                 t_switch = time.perf_counter()
                 self.apply_mix(mixes if rows > 1 else mixes[0], rows)
                 for s in streams:
                     s.switch_ms += (time.perf_counter() - t_switch) * 1000 / rows
-            step_input_pos.fill_(pos)
-            nxt = self._step(self.model, nxt[:, None], step_input_pos, pad, seen, params, sampling.greedy)
-            pos += 1
+            tokens = self.decoder.step(self.model, sampling.greedy, self.bank.graph_key())
         elapsed = time.perf_counter() - t_decode
         for i, s in enumerate(streams):
             yield from s.close(i)

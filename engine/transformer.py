@@ -187,6 +187,7 @@ class Transformer(nn.Module):
         self.lm_head = nn.Linear(args.dim, args.vocab_size, bias=False)
         self.register_buffer("rope", torch.empty(0), persistent=False)  # (P, 2, hd) cos and sin, float32
         self.cache_shape = (0, 0)  # (batch, max_seq) of the allocated KV caches
+        self.cache_version = 0     # bumped when the caches are reallocated (captured graphs point at them)
 
     def setup_caches(self, batch: int, max_seq: int, rope_table_fn):
         """Allocate KV caches for `batch` rows of up to `max_seq` tokens; kept while a request fits."""
@@ -201,6 +202,7 @@ class Transformer(nn.Module):
         if self.rope.shape[0] < max_seq:
             self.rope = rope_table_fn(max_seq).to(self.lm_head.weight.device)
         self.cache_shape = (batch, max_seq)
+        self.cache_version += 1
 
     def forward(self, idx, input_pos, pad):
         # idx: [B, T] token ids; input_pos: [T] cache slots; pad: [B] left-padding per row (0 for a chat)

@@ -126,7 +126,7 @@ def states(draw, module_shapes):
             state[name] = torch.randn(draw(SHAPES))
         elif flaw == "dtype" and name:
             state[name] = state[name].to(draw(st.sampled_from(ODD_DTYPES)))
-        elif flaw in ("nan", "inf", "huge") and name and state[name].numel():
+        elif flaw in ("nan", "inf", "huge") and name and state[name].numel() and state[name].is_floating_point():
             state[name].view(-1)[0] = {"nan": float("nan"), "inf": float("inf"), "huge": 1e38}[flaw]
         elif flaw == "module":
             module = draw(st.sampled_from(ODD_MODULES) | st.text(max_size=8))
