@@ -101,6 +101,6 @@ def test_triton_merge_equals_reference(dtype, tol):
     idx, w = torch.tensor([4.0, 0, 2], device="cuda"), torch.tensor([0.5, 0.3, 0.2], device="cuda")
     before = stack.clone()
     merge_into(out, W0, B, A, idx, w)
-    ref = W0.double() + sum(wk * B[:, i].double() @ A[:, i].double() for i, wk in zip(idx.tolist(), w.tolist()))
+    ref = W0.double() + sum(wk * B[:, int(i)].double() @ A[:, int(i)].double() for i, wk in zip(idx.tolist(), w.tolist()))
     assert ((out.double() - ref).norm() / ref.norm()).item() <= tol
     assert torch.equal(stack[:, :100], before[:, :100]) and torch.equal(stack[:, 612:], before[:, 612:])
