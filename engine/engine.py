@@ -1,4 +1,5 @@
 """Engine: a local model, its adapter bank, an optional router, and the sentence-routed decode loop."""
+import json
 import threading
 import time
 from pathlib import Path
@@ -304,11 +305,8 @@ def _eos_ids(tokenizer, model_dir: Path) -> set[int]:
     if tokenizer is None:  # a benchmark model built from a shape: token ids only
         return set()
     ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-    try:
-        from transformers import GenerationConfig
-
-        eos = GenerationConfig.from_pretrained(model_dir, local_files_only=True).eos_token_id
-        ids |= set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-    except (OSError, ValueError):
-        pass  # no generation_config.json: the tokenizer's EOS is all there is
-    return ids
+    try:  # generation_config.json may name more end tokens (Llama 3: <|eot_id|> besides <|end_of_text|>)
+        eos = json.loads((model_dir / "generation_config.json").read_text(encoding="utf-8")).get("eos_token_id")
+    except (OSError, ValueError, AttributeError):
+        return ids  # none, or unreadable: the tokenizer's EOS is all there is
+    return ids | {int(e) for e in (eos if isinstance(eos, list) else [eos]) if isinstance(e, int)}

@@ -7,6 +7,7 @@ import torch
 from safetensors import safe_open
 
 from .errors import ModelError
+from .light import light_config, light_tokenizer, rope_table
 from .transformer import FUSED, LINEAR_KINDS, ModelArgs, Transformer
 
 # model_type -> class-name prefix in transformers.models.<type>.modeling_<type>
@@ -35,8 +36,6 @@ def resolve_dtype(dtype: str, device: torch.device, cfg) -> torch.dtype:
 
 
 def read_config(model_dir: Path):
-    from transformers import AutoConfig
-
     if not model_dir.exists():
         raise ModelError(f"model folder not found: {model_dir}")
     if not model_dir.is_dir():
@@ -44,12 +43,18 @@ def read_config(model_dir: Path):
     if not (model_dir / "config.json").is_file():
         raise ModelError(f"{model_dir} has no config.json: is this a Hugging Face model folder?")
     try:
-        model_type = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type")
+        raw = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        model_type = raw.get("model_type")
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
         raise ModelError(f"{model_dir / 'config.json'} is not valid JSON: {e}") from None
     if model_type not in SUPPORTED:
         raise ModelError(f"unsupported architecture '{model_type}' in {model_dir / 'config.json'}; "
                          f"supported: {', '.join(SUPPORTED)}")
+    cfg = light_config(raw)
+    if cfg is not None:
+        return cfg
+    from transformers import AutoConfig
+
     try:
         cfg = AutoConfig.from_pretrained(model_dir, local_files_only=True)
     except Exception as e:  # noqa: BLE001 - transformers raises many kinds; all mean a bad config
@@ -151,15 +156,17 @@ def hf_targets(model: Transformer) -> dict[str, torch.Tensor]:
 
 def load_model(model_dir, device: str = "auto", dtype: str = "auto", allow_pickle: bool = False):
     """-> (Transformer, tokenizer, hf_config). Raises ModelError with a specific message on a bad folder."""
-    from transformers import AutoTokenizer
-
     model_dir = Path(model_dir).expanduser()
     cfg = read_config(model_dir)
     files = weight_files(model_dir, allow_pickle)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise ModelError(f"the tokenizer in {model_dir} failed to load: {e}") from None
+    tokenizer = light_tokenizer(model_dir)
+    if tokenizer is None:
+        from transformers import AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        except Exception as e:  # noqa: BLE001
+            raise ModelError(f"the tokenizer in {model_dir} failed to load: {e}") from None
     dev = resolve_device(device)
     model = assemble(cfg, dev, resolve_dtype(dtype, dev, cfg), iter_tensors(files), str(model_dir))
     return model, tokenizer, cfg
@@ -195,7 +202,12 @@ def assemble(cfg, device: torch.device, dtype: torch.dtype, tensors, where: str)
 
 
 def make_rope_table(cfg):
-    """-> fn(n) giving (n, 2, head_dim) cos/sin in float32, computed by the HF class itself for exact parity."""
+    """-> fn(n) giving (n, 2, head_dim) cos/sin in float32: plain RoPE computed here as transformers does,
+    scaled variants by the transformers class itself, for exact parity."""
+    rope = getattr(cfg, "rope_parameters", None) or {}
+    theta = getattr(cfg, "rope_theta", None) if not rope else rope.get("rope_theta")
+    if (not rope or (set(rope) == {"rope_theta", "rope_type"} and rope["rope_type"] == "default")) and theta:
+        return rope_table(ModelArgs.from_hf(cfg).head_dim, float(theta))
     prefix = SUPPORTED[cfg.model_type]
     module = importlib.import_module(f"transformers.models.{cfg.model_type}.modeling_{cfg.model_type}")
     rotary = getattr(module, f"{prefix}RotaryEmbedding")(config=cfg)

@@ -174,7 +174,8 @@ class DecoderLayer(nn.Module):
 class Backbone(nn.Module):
     def __init__(self, args: ModelArgs):
         super().__init__()
-        self.embed_tokens = nn.Embedding(args.vocab_size, args.dim)
+        # no random init (the loader fills every weight); on the meta device normal_ would import torch._dynamo (~1 s)
+        self.embed_tokens = nn.Embedding.from_pretrained(torch.empty(args.vocab_size, args.dim))
         self.layers = nn.ModuleList(DecoderLayer(args) for _ in range(args.n_layers))
         self.norm = RMSNorm(args.dim, args.norm_eps)
 
