@@ -56,7 +56,6 @@ class Decoder:
                 torch.empty(rows, 1, dtype=torch.long, device=self.device),
                 torch.empty(1, dtype=torch.long, device=self.device), torch.empty_like(pad),
                 torch.empty_like(params), None if seen is None else torch.empty_like(seen))
-            self._captured = {k: g for k, g in self._captured.items() if k[0] != key}
         st.tok.copy_(first[:, None])
         st.pos.fill_(pos)
         st.pad.copy_(pad)

@@ -192,7 +192,7 @@ class AdapterBank:
             return
         for g in groups:  # this switch, eagerly (it also compiles the kernel for this K)
             merge_into(g.weight, g.W0, g.B, g.A, sel[0, :k], sel[1, :k])
-        self._switch_graphs = {key: g for key, g in self._switch_graphs.items() if key[1] == self.version}
+        self._switch_graphs = {old: g for old, g in self._switch_graphs.items() if old[1] == self.version}
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             for g in groups:
