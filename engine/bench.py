@@ -16,7 +16,8 @@ from safetensors.torch import save_file
 
 from .decode import cache_len, prefill
 from .engine import Engine
-from .model import assemble, resolve_device
+from .model import DTYPES, assemble, resolve_device
+from .transformer import LINEAR_KINDS
 
 SHAPES = {
     "llama3-8b": dict(model_type="llama", hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
@@ -28,12 +29,11 @@ SHAPES = {
     "tiny": dict(model_type="llama", hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
                  num_key_value_heads=2, intermediate_size=688, vocab_size=4096, max_position_embeddings=2048),
 }
-ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 def parse_targets(text: str) -> tuple[str, ...]:
     """"q_proj,v_proj" or "all-linear" -> the module kinds."""
-    return ALL_LINEAR if text == "all-linear" else tuple(t.strip() for t in text.split(","))
+    return LINEAR_KINDS if text == "all-linear" else tuple(t.strip() for t in text.split(","))
 
 
 def sync(device):
@@ -46,8 +46,7 @@ def build(shape: str | None, model_dir: str | None, device: str, dtype: str):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     dev = resolve_device(device)
-    dt = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[
-        dtype if dtype != "auto" else ("bfloat16" if dev.type == "cuda" else "float32")]
+    dt = DTYPES[dtype if dtype != "auto" else ("bfloat16" if dev.type == "cuda" else "float32")]
     if model_dir:
         engine = Engine.load(model_dir, device=str(dev), dtype=str(dt).removeprefix("torch."))
         state = {k: v for k, v in AutoModelForCausalLM.from_pretrained(model_dir, dtype=dt).state_dict().items()}

@@ -22,15 +22,22 @@ TOKENIZER_KEYS = {"backend", "tokenizer_class", "bos_token", "eos_token", "unk_t
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
+def plain_rope_theta(rope: dict | None, theta) -> float | None:
+    """RoPE's theta when the config asks for plain RoPE, else None. rope: transformers 5's rope_parameters, or
+    transformers 4's rope_scaling (then theta is the config's own rope_theta)."""
+    rope = {"rope_theta": theta, "rope_type": "default", **(rope or {})}
+    plain = set(rope) == {"rope_theta", "rope_type"} and rope["rope_type"] == "default"
+    return float(rope["rope_theta"]) if plain and isinstance(rope["rope_theta"], (int, float)) else None
+
+
 def light_config(raw: dict):
     """config.json's dict -> the fields the engine reads, or None when it needs transformers' defaults."""
-    rope = raw.get("rope_parameters") or {"rope_theta": raw.get("rope_theta"), "rope_type": "default"}
-    if (raw.get("model_type") != "llama" or any(f not in raw for f in CONFIG_FIELDS) or raw.get("rope_scaling")
-            or set(rope) != {"rope_theta", "rope_type"} or rope["rope_type"] != "default"
-            or not isinstance(rope["rope_theta"], (int, float)) or raw.get("hidden_act", "silu") != "silu"):
+    theta = plain_rope_theta(raw.get("rope_parameters") or raw.get("rope_scaling"), raw.get("rope_theta"))
+    if (raw.get("model_type") != "llama" or any(f not in raw for f in CONFIG_FIELDS) or theta is None
+            or raw.get("hidden_act", "silu") != "silu"):
         return None
-    return SimpleNamespace(**{f: raw[f] for f in CONFIG_FIELDS}, model_type="llama",
-                           rope_theta=float(rope["rope_theta"]), dtype=DTYPES.get(raw.get("dtype")))
+    return SimpleNamespace(**{f: raw[f] for f in CONFIG_FIELDS}, model_type="llama", rope_theta=theta,
+                           dtype=DTYPES.get(raw.get("dtype")))
 
 
 def rope_table(head_dim: int, theta: float):

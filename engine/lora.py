@@ -190,13 +190,16 @@ class AdapterBank:
         if graph is not None:
             graph.replay()
             return
-        for g in groups:  # this switch, eagerly (it also compiles the kernel for this K)
-            merge_into(g.weight, g.W0, g.B, g.A, sel[0, :k], sel[1, :k])
+
+        def kernels():
+            for g in groups:
+                merge_into(g.weight, g.W0, g.B, g.A, sel[0, :k], sel[1, :k])
+
+        kernels()  # this switch, eagerly (it also compiles the kernel for this K)
         self._switch_graphs = {old: g for old, g in self._switch_graphs.items() if old[1] == self.version}
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            for g in groups:
-                merge_into(g.weight, g.W0, g.B, g.A, sel[0, :k], sel[1, :k])
+            kernels()
         self._switch_graphs[key] = graph
 
     def restore_base(self):

@@ -7,7 +7,7 @@ import torch
 from safetensors import safe_open
 
 from .errors import ModelError
-from .light import light_config, light_tokenizer, rope_table
+from .light import DTYPES, light_config, light_tokenizer, plain_rope_theta, rope_table
 from .transformer import FUSED, LINEAR_KINDS, ModelArgs, Transformer
 
 # model_type -> class-name prefix in transformers.models.<type>.modeling_<type>
@@ -30,7 +30,7 @@ def resolve_dtype(dtype: str, device: torch.device, cfg) -> torch.dtype:
         saved = getattr(cfg, "dtype", None) or getattr(cfg, "torch_dtype", None)
         return saved if saved in (torch.bfloat16, torch.float16) else torch.bfloat16
     try:
-        return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
+        return DTYPES[dtype]
     except KeyError:
         raise ModelError(f"unknown dtype '{dtype}': use auto, bfloat16, float16 or float32") from None
 
@@ -204,10 +204,10 @@ def assemble(cfg, device: torch.device, dtype: torch.dtype, tensors, where: str)
 def make_rope_table(cfg):
     """-> fn(n) giving (n, 2, head_dim) cos/sin in float32: plain RoPE computed here as transformers does,
     scaled variants by the transformers class itself, for exact parity."""
-    rope = getattr(cfg, "rope_parameters", None) or {}
-    theta = getattr(cfg, "rope_theta", None) if not rope else rope.get("rope_theta")
-    if (not rope or (set(rope) == {"rope_theta", "rope_type"} and rope["rope_type"] == "default")) and theta:
-        return rope_table(ModelArgs.from_hf(cfg).head_dim, float(theta))
+    theta = plain_rope_theta(getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None),
+                             getattr(cfg, "rope_theta", None))
+    if theta is not None:
+        return rope_table(ModelArgs.from_hf(cfg).head_dim, theta)
     prefix = SUPPORTED[cfg.model_type]
     module = importlib.import_module(f"transformers.models.{cfg.model_type}.modeling_{cfg.model_type}")
     rotary = getattr(module, f"{prefix}RotaryEmbedding")(config=cfg)

@@ -60,9 +60,8 @@ class ModelArgs:
 
     def module_shapes(self) -> dict[str, tuple[int, int]]:
         """Targetable linear layers: Hugging Face module name -> (in_features, out_features)."""
-        return {f"model.layers.{i}.{'mlp' if k in ('gate_proj', 'up_proj', 'down_proj') else 'self_attn'}.{k}":
-                self.linear_shape(k) for i in range(self.n_layers)
-                for k in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")}
+        return {f"model.layers.{i}.{'mlp' if k in MLP_KINDS else 'self_attn'}.{k}": self.linear_shape(k)
+                for i in range(self.n_layers) for k in LINEAR_KINDS}
 
     def parts(self, fused: str) -> list[tuple[str, int, int]]:
         """[(kind, first row, rows)] of a fused module's output."""

@@ -9,7 +9,7 @@ from transformers import AutoConfig, AutoTokenizer
 
 from app.paths import DEMO_DIR
 from engine.chat import render
-from engine.light import light_config, light_tokenizer
+from engine.light import light_config, light_tokenizer, plain_rope_theta
 from engine.model import make_rope_table, read_config, resolve_dtype
 from engine.transformer import ModelArgs
 
@@ -81,6 +81,11 @@ def test_folders_that_need_transformers_are_left_to_it(tmp_path, qwen2_dir, llam
     assert light_config({k: v for k, v in raw.items() if k != "head_dim"}) is None          # a default needed
     assert light_config({**raw, "rope_parameters": {"rope_type": "llama3", "rope_theta": 5e5, "factor": 8.0}}) is None
     assert light_config({**raw, "hidden_act": "gelu"}) is None
+    # transformers 5 writes rope_parameters; transformers 4 a top-level rope_theta and rope_scaling for scaled RoPE
+    assert plain_rope_theta({"rope_theta": 1e4, "rope_type": "default"}, None) == 1e4
+    assert plain_rope_theta(None, 5e5) == 5e5
+    assert plain_rope_theta({"rope_type": "llama3", "factor": 8.0, "original_max_position_embeddings": 8192}, 5e5) is None
+    assert plain_rope_theta({"type": "linear", "factor": 2.0}, 1e4) is None
     for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
         (tmp_path / name).write_bytes((llama_dir / name).read_bytes())
     assert light_tokenizer(tmp_path) is not None
