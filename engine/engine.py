@@ -11,6 +11,7 @@ from .chat import build_prompt
 from .decode import Decoder, cache_len, prefill
 from .errors import SwitchboardError
 from .events import DoneEvent, RoutingEvent, TokenEvent
+from .generation import GenerationSettings
 from .lora import AdapterBank
 from .model import load_model
 from .sampling import Sampling
@@ -113,21 +114,21 @@ class Engine:
         """Thread-safe: the running generate() stops after the current token and ends with a DoneEvent."""
         self._cancel.set()
 
-    def generate(self, messages, *, mix=None, **kw):
+    def generate(self, messages, settings: GenerationSettings | None = None, *, mix=None, route=None, **changes):
         """Stream one assistant reply: RoutingEvent before every sentence, TokenEvents, then a DoneEvent.
 
+        `settings` (GenerationSettings; keyword `changes` override its fields) say how to route, sample and stop.
         The mix for each sentence comes from `mix` (fixed {name: weight}), else `route(context, sentence)` (a
-        callback returning {name: weight} or a Routing), else the loaded router with top_p / max_adapters /
-        pinned / muted / enabled, else the base model. Sampling: temperature (0 = greedy), top_k,
-        sample_top_p, repetition_penalty, seed; stopping: max_new_tokens, stop strings, EOS (unless
-        ignore_eos), cancel()."""
-        yield from self.generate_rows([messages], mix=None if mix is None else [mix], **kw)
+        callback returning {name: weight} or a RoutingEvent), else the loaded router, else the base model."""
+        yield from self.generate_rows([messages], settings, mix=None if mix is None else [mix], route=route,
+                                      **changes)
 
-    def generate_batch(self, conversations, mixes=None, **kw) -> list[dict]:
+    def generate_batch(self, conversations, settings: GenerationSettings | None = None, *, mixes=None, route=None,
+                       **changes) -> list[dict]:
         """Several conversations at once, each row with its own mix (a list of dicts) or its own routing.
-        -> one dict per row: text, tokens, stop_reason, routing (list of RoutingEvent)."""
+        -> one dict per row: text, tokens, stop_reason, routing (list of RoutingEvent), stats."""
         out = [{"text": "", "tokens": 0, "stop_reason": None, "routing": []} for _ in conversations]
-        for ev in self.generate_rows(conversations, mix=mixes, **kw):
+        for ev in self.generate_rows(conversations, settings, mix=mixes, route=route, **changes):
             row = out[ev.row]
             if isinstance(ev, TokenEvent):
                 row["text"] += ev.text
@@ -139,19 +140,21 @@ class Engine:
         return out
 
     @torch.inference_mode()
-    def generate_rows(self, conversations, *, mix=None, route=None, top_p=0.8, max_adapters=None, pinned=(),
-                      muted=(), enabled=None, max_new_tokens=256, temperature=0.0, top_k=0, sample_top_p=1.0,
-                      repetition_penalty=1.0, stop=(), ignore_eos=False, seed=None):
-        if max_new_tokens < 1:
-            raise SwitchboardError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    def generate_rows(self, conversations, settings: GenerationSettings | None = None, *, mix=None, route=None,
+                      **changes):
+        g = (settings or GenerationSettings()).with_(**changes)
+        max_new_tokens = g.max_new_tokens
+        if max_new_tokens >= self.context_len:
+            raise SwitchboardError(f"max_new_tokens {max_new_tokens} leaves no room for the prompt: the model's "
+                                   f"context holds {self.context_len} tokens")
         self._cancel.clear()
         t_start = time.perf_counter()
-        if seed is not None:
-            torch.manual_seed(seed)
+        if g.seed is not None:
+            torch.manual_seed(g.seed)
         prompts = [build_prompt(self.tokenizer, c, self.context_len - max_new_tokens) for c in conversations]
         rows, longest = len(prompts), max(len(ids) for ids, _ in prompts)
-        pick = self._router_fn(route, top_p, max_adapters, pinned, muted, enabled)
-        sampling = Sampling(temperature, top_k, sample_top_p, repetition_penalty)
+        pick = self._router_fn(route, g)
+        sampling = Sampling(g.temperature, g.top_k, g.sample_top_p, g.repetition_penalty)
         dev = self.device
         self.model.setup_caches(rows, cache_len(longest + max_new_tokens), self.model.rope_table)
 
@@ -161,12 +164,12 @@ class Engine:
                            device=dev)
         params = sampling.tensors(dev)
         seen = None
-        if repetition_penalty != 1.0:
+        if g.repetition_penalty != 1.0:
             seen = torch.zeros(rows, self.model.args.vocab_size, dtype=torch.bool, device=dev)
             for i, (p, _) in enumerate(prompts):
                 seen[i, torch.tensor(p, device=dev)] = True
 
-        streams = [_Stream(self, c, p, stop) for c, (p, _) in zip(conversations, prompts)]
+        streams = [_Stream(self, c, p, g.stop) for c, (p, _) in zip(conversations, prompts)]
         mixes = [self._route_row(i, s, pick, mix) for i, s in enumerate(streams)]
         yield from (s.routing[-1] for s in streams)
         self.apply_mix(mixes if rows > 1 else mixes[0], rows)
@@ -182,7 +185,7 @@ class Engine:
             for i, s in enumerate(streams):
                 if s.done:
                     continue
-                if tokens[i] in self.eos_ids and not ignore_eos:
+                if tokens[i] in self.eos_ids and not g.ignore_eos:
                     s.finish("eos")
                 else:
                     yield from s.push(tokens[i], i)
@@ -215,14 +218,14 @@ class Engine:
                 "routing_ms": s.routing_ms, "switch_ms": s.switch_ms, "sentences": len(s.routing),
                 "total_s": time.perf_counter() - t_start})
 
-    def _router_fn(self, route, top_p, max_adapters, pinned, muted, enabled):
+    def _router_fn(self, route, g: GenerationSettings):
         if route is not None:
             return route
         if self.router is None:
             return None
-        return lambda context, _sentence: self.router.route(context, top_p=top_p, max_adapters=max_adapters,
-                                                            pinned=[p for p in pinned if p not in self._excluded],
-                                                            muted=set(muted) | self._excluded, enabled=enabled)
+        return lambda context, _sentence: self.router.route(context, top_p=g.top_p, max_adapters=g.max_adapters,
+                                                            pinned=[p for p in g.pinned if p not in self._excluded],
+                                                            muted=set(g.muted) | self._excluded, enabled=g.enabled)
 
     def _route_row(self, row, stream, pick, fixed):
         t = time.perf_counter()

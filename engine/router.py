@@ -12,7 +12,6 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from torch import nn
 
 from engine.atomic import write_bytes
 from engine.errors import RouterError
+from engine.events import RoutingEvent
 from engine.features import Featurizer
 from engine.topp import top_p_select
 
@@ -44,13 +44,6 @@ MIN_STEPS = 1500            # small example sets get more epochs, large ones few
 MAX_EPOCHS = 100            # ... up to this many (tiny sets: ~100 steps at least)
 HEAD_STEPS = 300            # full-batch steps of a head-only retrain (it takes about a second)
 HEAD_WEIGHT_DECAY = 1e-2    # keeps a new adapter's row from claiming prompts the old rows are merely unsure of
-
-
-@dataclass
-class Routing:
-    probs: dict[str, float]      # raw router probability of every adapter, in bank order
-    selected: dict[str, float]   # the mix: {adapter: weight}, weights sum to 1
-    latency_ms: float            # featurize + MLP + top-p
 
 
 class RouterNet(nn.Module):
@@ -142,8 +135,8 @@ class Router:
             selected.update({n: max(selected[n], floor) for n in pins})
             total = sum(selected.values())
             selected = {n: s / total for n, s in selected.items()}
-        return Routing(probs=dict(zip(names, raw.tolist())), selected=selected,
-                       latency_ms=(time.perf_counter() - t0) * 1e3)
+        return RoutingEvent(sentence=0, probs=dict(zip(names, raw.tolist())), selected=selected,
+                            latency_ms=(time.perf_counter() - t0) * 1e3)
 
     # ------------------------------------------------------------------ training
     @classmethod

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import app.worker
-from engine.router import Routing
+from engine.events import RoutingEvent
 
 PROMPT = [{"role": "user", "content": "Translate to French: cat, dog, house."}]
 
@@ -14,7 +14,7 @@ def fixed_route(context, sentence):
     probs = {"alpha": 0.6, "beta": 0.3, "gamma": 0.1} if sentence % 2 == 0 else {"alpha": 0.1, "beta": 0.2,
                                                                                   "gamma": 0.7}
     top = sorted(probs, key=probs.get, reverse=True)[:2]
-    return Routing(probs, {n: probs[n] / sum(probs[n] for n in top) for n in top}, 0.1)
+    return RoutingEvent(sentence, probs, {n: probs[n] / sum(probs[n] for n in top) for n in top}, 0.1)
 
 
 class Recorder:
