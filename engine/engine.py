@@ -8,9 +8,10 @@ import torch
 
 from .adapter_io import read_adapter
 from .chat import build_prompt
+from .context import context_text, router_context
 from .decode import Decoder, cache_len, prefill
 from .errors import SwitchboardError
-from .events import DoneEvent, RoutingEvent, TokenEvent
+from .events import BASE, DoneEvent, RoutingEvent, TokenEvent
 from .generation import GenerationSettings
 from .lora import AdapterBank
 from .model import load_model
@@ -119,7 +120,8 @@ class Engine:
 
         `settings` (GenerationSettings; keyword `changes` override its fields) say how to route, sample and stop.
         The mix for each sentence comes from `mix` (fixed {name: weight}), else `route(context, sentence)` (a
-        callback returning {name: weight} or a RoutingEvent), else the loaded router, else the base model."""
+        callback returning {name: weight} or a RoutingEvent; context: [(text, weight)] as engine/context.py builds it
+        for `settings.routing_context`), else the loaded router, else the base model."""
         yield from self.generate_rows([messages], settings, mix=None if mix is None else [mix], route=route,
                                       **changes)
 
@@ -169,7 +171,7 @@ class Engine:
             for i, (p, _) in enumerate(prompts):
                 seen[i, torch.tensor(p, device=dev)] = True
 
-        streams = [_Stream(self, c, p, g.stop) for c, (p, _) in zip(conversations, prompts)]
+        streams = [_Stream(self, c, p, g.stop, g.routing_context) for c, (p, _) in zip(conversations, prompts)]
         mixes = [self._route_row(i, s, pick, mix) for i, s in enumerate(streams)]
         yield from (s.routing[-1] for s in streams)
         self.apply_mix(mixes if rows > 1 else mixes[0], rows)
@@ -229,10 +231,11 @@ class Engine:
 
     def _route_row(self, row, stream, pick, fixed):
         t = time.perf_counter()
+        context = stream.context()
         if fixed is not None:
             result = fixed[row] or {}
         elif pick is not None:
-            result = pick(stream.context(), len(stream.routing))
+            result = pick(context, len(stream.routing))
         else:
             result = {}
         probs, selected = ({}, dict(result)) if isinstance(result, dict) else (result.probs, result.selected)
@@ -242,8 +245,8 @@ class Engine:
             selected = {k: w / total for k, w in kept.items()} if total > 0 else {}
         ms = (time.perf_counter() - t) * 1000
         stream.routing_ms += ms
-        stream.routing.append(RoutingEvent(len(stream.routing), probs, selected, ms, row))
-        return selected or None
+        stream.routing.append(RoutingEvent(len(stream.routing), probs, selected, ms, row, context_text(context)))
+        return {k: w for k, w in selected.items() if k != BASE} or None  # the base model's share: no delta
 
     def warmup(self, max_seq: int = 512):
         """Capture the decode graph for a chat-sized cache, so the first real reply starts at full speed.
@@ -258,11 +261,11 @@ class Engine:
 class _Stream:
     """One row's text state: detokenizer, sentence splitter, stop strings, routing trace."""
 
-    def __init__(self, engine, conversation, prompt_ids, stop):
+    def __init__(self, engine, conversation, prompt_ids, stop, routing_context):
         self.detok = Detokenizer(engine.tokenizer, prefix_ids=prompt_ids[-8:])
         self.splitter = SentenceSplitter()
         self.stop = [s for s in stop if s]
-        self.history = "\n".join(m["content"] for m in conversation)
+        self.conversation, self.routing_context = conversation, routing_context
         self.text = ""          # generated text so far
         self.sent = 0           # characters of `text` already emitted
         self.tokens = 0
@@ -271,8 +274,9 @@ class _Stream:
         self.sentence_ended = False
         self.done, self.stop_reason = False, None
 
-    def context(self) -> str:
-        return f"{self.history}\n{self.text}"
+    def context(self) -> list[tuple[str, float]]:
+        """What the router reads before the next sentence (engine/context.py)."""
+        return router_context(self.routing_context, self.conversation, self.text)
 
     def push(self, token: int, row: int):
         self.tokens += 1

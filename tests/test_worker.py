@@ -69,8 +69,8 @@ def test_generate_streams_routing_then_tokens_per_sentence(qtbot, loaded, rec):
     stream = [e for e in rec.events[start:] if e[0] in ("routing", "tokens")]
     routings = [e[1] for e in stream if e[0] == "routing"]
     assert stream[0][0] == "routing" and len(routings) >= 2  # routed before the first token, then per sentence
-    assert all(isinstance(r, dict) and set(r) == {"sentence", "probs", "selected", "latency_ms", "row"}
-               for r in routings)
+    assert all(isinstance(r, dict) and set(r) == {"sentence", "probs", "selected", "latency_ms", "row",
+                                                   "context"} for r in routings)
     assert [r["sentence"] for r in routings] == list(range(len(routings)))
     assert routings[1]["probs"] == {"alpha": 0.1, "beta": 0.2, "gamma": 0.7}
     for i, e in enumerate(stream[1:], 1):  # tokens are flushed (ending the sentence) before each new routing
