@@ -3,30 +3,14 @@ turn with its own earlier replies, per-turn groups, small talk against the base 
 sentence / once / by the per-sentence oracle; the CLI on a tiny model and library."""
 import json
 
-import pytest
+from test_routing import TOPICS, routed  # noqa: F401  (fixture: the tiny Llama with four adapters and a router)
 
 from app import cli
 from app.library import Library
-from engine import BASE, Engine, evaluate
-from engine.router import Router
-
-TOPICS = {"alpha": "cat dog horse cow", "beta": "add sum plus minus", "gamma": "code python loop class",
-          "delta": "paris london rome tokyo"}
-
+from engine import BASE, evaluate
 
 def task_rows(name, n=4):
     return [{"prompt": f"{TOPICS[name]} question {i}", "response": f"{name} {i}"} for i in range(n)]
-
-
-@pytest.fixture(scope="module")
-def eng(llama_dir, llama_adapters):
-    eng = Engine.load(llama_dir, device="cpu")
-    for name, path in llama_adapters.items():
-        eng.add_adapter(path, name=name)
-    examples = {n: [f"{w} {v} question {i}" for i in range(12) for w, v in zip(t.split(), t.split()[::-1])]
-                for n, t in TOPICS.items()}
-    eng.router = Router.train(examples, seed=0, epochs=20)
-    return eng
 
 
 def test_conversations_hold_every_ordered_pair_and_back_and_random_chats():
@@ -47,16 +31,16 @@ def test_conversations_hold_every_ordered_pair_and_back_and_random_chats():
     assert evaluate.turn_groups(chat, 3) == ["turn 4", "same task as the turn before", "all turns"]
 
 
-def test_each_method_answers_every_turn_after_its_own_replies(eng):
+def test_each_method_answers_every_turn_after_its_own_replies(routed):
     calls = []
-    generate_batch = eng.generate_batch
-    eng.generate_batch = lambda convs, **kw: (calls.append((convs, kw)), generate_batch(convs, **kw))[1]
+    generate_batch = routed.generate_batch
+    routed.generate_batch = lambda convs, **kw: (calls.append((convs, kw)), generate_batch(convs, **kw))[1]
     try:
         chats = [[("alpha", task_rows("alpha")[0]), ("beta", task_rows("beta")[1])],
                  [("gamma", task_rows("gamma")[2])]]
-        out = evaluate.converse(eng, chats, "oracle", max_new_tokens=6, routing_context="decayed")
+        out = evaluate.converse(routed, chats, "oracle", max_new_tokens=6, routing_context="decayed")
     finally:
-        eng.generate_batch = generate_batch
+        routed.generate_batch = generate_batch
     (first, kw1), (second, kw2) = calls
     assert kw1["mixes"] == [{"alpha": 1.0}, {"gamma": 1.0}] and kw2["mixes"] == [{"beta": 1.0}]
     assert kw1["routing_context"] == "decayed"
@@ -66,9 +50,9 @@ def test_each_method_answers_every_turn_after_its_own_replies(eng):
     assert [len(turns) for turns in out] == [2, 1]
 
 
-def test_run_conversations_scores_groups_and_small_talk(eng):
+def test_run_conversations_scores_groups_and_small_talk(routed):
     tasks = {t: task_rows(t) for t in TOPICS}
-    res = evaluate.run_conversations(eng, tasks, ["Hello!", "Thanks a lot."], limit=3, max_new_tokens=4,
+    res = evaluate.run_conversations(routed, tasks, ["Hello!", "Thanks a lot."], limit=3, max_new_tokens=4,
                                      policies=("turn", "history"))
     assert list(res["groups"]["all turns"]) == ["base", "uniform", "routed (turn)", "routed (history)", "oracle"]
     assert res["chats"] == 6 and res["groups"]["all turns"]["oracle"]["n"] == res["turns"]
@@ -77,25 +61,25 @@ def test_run_conversations_scores_groups_and_small_talk(eng):
         assert talk["n"] == 2 and 0 <= talk["chose_base"] <= talk["same_as_base"] <= 1  # base chosen: same reply
 
 
-def test_two_tasks_route_per_sentence_once_and_by_the_oracle(eng):
+def test_two_tasks_route_per_sentence_once_and_by_the_oracle(routed):
     items = [{"prompt": "cat dog horse. Then add sum plus.", "response": "x\ny", "tasks": ["alpha", "beta"]},
              {"prompt": "paris rome. Then code python.", "response": "u\nv", "tasks": ["delta", "gamma"]}]
-    res = evaluate.run_two_tasks(eng, items, max_new_tokens=30)
+    res = evaluate.run_two_tasks(routed, items, max_new_tokens=30)
     assert list(res["methods"]) == ["base", "uniform", "routed once", "routed", "oracle per sentence"]
     assert all(0 <= s["exact_match"] <= s["first_line"] + 1e-9 for s in res["methods"].values())
     seen = []
-    generate_batch = eng.generate_batch
-    eng.generate_batch = lambda convs, **kw: (seen.append(kw), generate_batch(convs, **kw))[1]
+    generate_batch = routed.generate_batch
+    routed.generate_batch = lambda convs, **kw: (seen.append(kw), generate_batch(convs, **kw))[1]
     try:
-        evaluate.run_two_tasks(eng, items, methods=("routed once", "oracle per sentence"), max_new_tokens=4)
+        evaluate.run_two_tasks(routed, items, methods=("routed once", "oracle per sentence"), max_new_tokens=4)
     finally:
-        eng.generate_batch = generate_batch
+        routed.generate_batch = generate_batch
     once, *oracle = seen  # routed once: the first sentence's routing as a fixed mix for the whole reply
-    assert once["mixes"] == [{k: w for k, w in eng.router.route(item["prompt"]).selected.items() if k != BASE}
+    assert once["mixes"] == [{k: w for k, w in routed.router.route(item["prompt"]).selected.items() if k != BASE}
                              for item in items]
     assert [kw["route"](None, 0) for kw in oracle] == [{"alpha": 1.0}, {"delta": 1.0}]  # one batch per pair
     assert [kw["route"](None, 1) for kw in oracle] == [{"beta": 1.0}, {"gamma": 1.0}]
-    assert evaluate.run_two_tasks(eng, items * 3, limit=1, methods=("base",))["prompts"] == 2
+    assert evaluate.run_two_tasks(routed, items * 3, limit=1, methods=("base",))["prompts"] == 2
 
 
 def test_cli_eval_conversations_on_a_library(tmp_path, llama_dir, llama_adapters, capsys):
