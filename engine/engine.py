@@ -331,7 +331,7 @@ class Engine:
         compile goes on in a background thread and the next reply after it ends runs compiled.
         progress(done, total) reports compiled graphs, from that thread. -> seconds spent here."""
         t = time.perf_counter()
-        self.decoder.compile(self.model, wait=wait, progress=progress)
+        self.decoder.compile(self.model, self.bank.slot_modules(), wait=wait, progress=progress)
         if self.decoder.compile_error is not None:
             raise SwitchboardError(f"compiling the decode step failed: {self.decoder.compile_error}")
         for sampled in (False, True):  # prefill, both samplers' first graphs, the KV cache of a chat
