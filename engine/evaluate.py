@@ -102,28 +102,36 @@ def turn_groups(chat: list[tuple], i: int) -> list[str]:
 
 def converse(engine, chats, method: str, *, batch=16, max_new_tokens=48, top_p=0.8, routing_context="turn",
              progress=None, label=None) -> list[list[dict]]:
-    """Answer every turn of `chats` ([[(task, example), ...]]) with `method`, turn by turn: each turn's messages hold
-    the earlier turns with this method's own replies. -> per chat, per turn: generate_batch's row (text, routing)."""
+    """Answer every turn of `chats` ([[(task, example), ...]]) with `method`: each turn's messages hold the earlier
+    turns with this method's own replies. batch > 1: turn by turn over all chats, `batch` rows at a time (the
+    whole prompt prefilled under each turn's first mix); batch 1: one chat after another, as the app runs a chat,
+    so the engine's KV cache carries each chat's earlier turns (computed under their own mixes) into the next.
+    -> per chat, per turn: generate_batch's row (text, routing, stats)."""
     names = engine.adapters
     uniform = {n: 1.0 / len(names) for n in names}
     history = [[] for _ in chats]
     out = [[] for _ in chats]
-    done, total = 0, sum(map(len, chats))
-    for t in range(max(map(len, chats), default=0)):
-        live = [i for i, chat in enumerate(chats) if len(chat) > t]
-        for start in range(0, len(live), batch):
-            rows = live[start:start + batch]
-            convs = [history[i] + [{"role": "user", "content": chats[i][t][1]["prompt"]}] for i in rows]
-            mixes = {"base": [None] * len(rows), "uniform": [uniform] * len(rows),
-                     "oracle": [{chats[i][t][0]: 1.0} for i in rows], "routed": None}[method]
-            replies = engine.generate_batch(convs, mixes=mixes, top_p=top_p, max_new_tokens=max_new_tokens,
-                                            routing_context=routing_context)
-            for i, conv, reply in zip(rows, convs, replies):
-                history[i] = conv + [{"role": "assistant", "content": reply["text"]}]
-                out[i].append(reply)
-            done += len(rows)
-            if progress:
-                progress(label or method, done, total)
+    total = sum(map(len, chats))
+    if batch == 1:  # chat after chat
+        steps = [[(i, t)] for i, chat in enumerate(chats) for t in range(len(chat))]
+    else:  # turn after turn
+        steps = []
+        for t in range(max(map(len, chats), default=0)):
+            live = [(i, t) for i, chat in enumerate(chats) if len(chat) > t]
+            steps += [live[k:k + batch] for k in range(0, len(live), batch)]
+    done = 0
+    for rows in steps:
+        convs = [history[i] + [{"role": "user", "content": chats[i][t][1]["prompt"]}] for i, t in rows]
+        mixes = {"base": [None] * len(rows), "uniform": [uniform] * len(rows),
+                 "oracle": [{chats[i][t][0]: 1.0} for i, t in rows], "routed": None}[method]
+        replies = engine.generate_batch(convs, mixes=mixes, top_p=top_p, max_new_tokens=max_new_tokens,
+                                        routing_context=routing_context)
+        for (i, _), conv, reply in zip(rows, convs, replies):
+            history[i] = conv + [{"role": "assistant", "content": reply["text"]}]
+            out[i].append(reply)
+        done += len(rows)
+        if progress:
+            progress(label or method, done, total)
     return out
 
 
