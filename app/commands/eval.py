@@ -29,7 +29,9 @@ def add_parser(sub):
                    help=f"what the router reads: {', '.join(POLICIES)}, several separated by commas, or 'all' "
                         "(default: turn)")
     p.add_argument("--limit", type=int, help="at most N examples per task (N chats of each kind with --conversations)")
-    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--batch", type=int, default=16,
+                   help="rows decoded together (default 16); with --conversations, 1 answers one chat after "
+                        "another as the app does, its earlier turns kept in the KV cache")
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--top-p", type=float, default=0.8)
     p.add_argument("--device", default="auto")
