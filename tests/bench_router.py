@@ -5,8 +5,9 @@
 
 accuracy: train on --n prompts per task (10% held out inside training), test on 200 fresh prompts per task,
           for several seeds, with and without the base-model class (a test prompt routed to the base model is
-          an error; "chat -> base": unseen general chat whose whole mix is the base model); a TF-IDF + logistic
-          regression baseline on the same prompts for scale.
+          an error; "chat -> base": unseen general chat whose whole mix is the base model; the alternative, a
+          confidence threshold set at the 1st percentile of the test prompts' top probability, and how much
+          of that chat it would send to the base model); a TF-IDF + logistic regression baseline for scale.
 speed:    route() on a 256-word context (featurize + MLP + top-p), p50/p90 over 2000 calls, single thread; and
           on a two-part context (engine/context.py "decayed": the current turn + earlier turns down-weighted).
 train:    Router.train on 26 tasks x 900 prompts with default settings (the paper's scale), wall and CPU time.
@@ -96,8 +97,13 @@ def bench_accuracy(n, seeds):
             acc = accuracy(router, test)
             to_base = sum(router.route(c).selected == {BASE: 1.0} for c in chat) / len(chat)
             row += [router.report["accuracy"], acc]
+            extra = f"chat -> base {to_base:.3f}"
+            if not with_base:
+                top = np.array([router.probs(p).max() for ps in test.values() for p in ps])
+                cut = np.percentile(top, 1)
+                extra = f"threshold {cut:.3f} would send {np.mean([router.probs(c).max() < cut for c in chat]):.3f} of chat to base"
             print(f"seed {seed}, base class {'on ' if with_base else 'off'}: held-out {router.report['accuracy']:.4f} "
-                  f"({router.report['n_heldout']} prompts), test {acc:.4f}, chat -> base {to_base:.3f}, "
+                  f"({router.report['n_heldout']} prompts), test {acc:.4f}, {extra}, "
                   f"train {secs:.1f} s, {param_count(router.net):,} params", flush=True)
         row.append(tfidf_lr(train, test))
         print(f"seed {seed}: TF-IDF+LR test {row[-1]:.4f}", flush=True)
