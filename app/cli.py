@@ -4,7 +4,7 @@ import importlib
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-COMMANDS = ["chat", "library", "router", "eval", "bench", "install_desktop_entry"]
+COMMANDS = ["chat", "library", "router", "eval", "bench", "serve", "install_desktop_entry"]
 
 
 def _version() -> str:

@@ -1,11 +1,14 @@
-"""Chat prompts: the tokenizer's own template (a plain one when it has none), trimmed to fit the context."""
+"""Chat prompts: the tokenizer's own template (a plain one when it has none), trimmed to fit the context.
+A str instead of a conversation is a raw prompt (a text completion): tokenized as it is, never trimmed."""
 from .errors import SwitchboardError
 
 PLAIN_ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}
 
 
-def render(tokenizer, messages: list[dict]) -> list[int]:
-    """Token ids of `messages` followed by the assistant's turn opening."""
+def render(tokenizer, messages: list[dict] | str) -> list[int]:
+    """Token ids of `messages` followed by the assistant's turn opening (of a raw prompt: its own ids)."""
+    if isinstance(messages, str):
+        return tokenizer(messages, add_special_tokens=True)["input_ids"]
     if getattr(tokenizer, "chat_template", None):
         try:
             text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -16,9 +19,15 @@ def render(tokenizer, messages: list[dict]) -> list[int]:
     return tokenizer(text + "Assistant:", add_special_tokens=True)["input_ids"]
 
 
-def build_prompt(tokenizer, messages: list[dict], budget: int) -> tuple[list[int], int]:
+def build_prompt(tokenizer, messages: list[dict] | str, budget: int) -> tuple[list[int], int]:
     """-> (ids, turns dropped). Drops the oldest turns (never the system prompt) until `budget` tokens fit;
     the kept conversation always starts at a user turn, as strict templates require."""
+    if isinstance(messages, str):
+        ids = render(tokenizer, messages)
+        if len(ids) > budget:
+            raise SwitchboardError(f"the prompt needs {len(ids)} tokens but only {budget} fit in the context "
+                                   "(with room for the reply): shorten it or lower max new tokens")
+        return ids, 0
     for m in messages:
         if not isinstance(m, dict) or not isinstance(m.get("content"), str) or m.get("role") not in PLAIN_ROLES:
             raise SwitchboardError(f"each message needs a role in {sorted(PLAIN_ROLES)} and text content, got {m!r}")

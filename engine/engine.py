@@ -31,6 +31,7 @@ class Engine:
         self.eos_ids = _eos_ids(tokenizer, model_dir)
         self.decoder = Decoder(self.device)
         self._cancel = threading.Event()
+        self._cancel_rows: set[int] = set()     # rows of the running generate_rows to stop (see cancel)
         self._excluded: set[str] = set()        # adapters being removed: never routed again (see exclude)
         self._mix_key = None                    # the mix now in force, to skip switches that change nothing
 
@@ -110,12 +111,17 @@ class Engine:
         pad = torch.zeros(rows, dtype=torch.long, device=self.device)
         return self.model(ids, torch.arange(T, device=self.device), pad).float()
 
-    def cancel(self):
-        """Thread-safe: the running generate() stops after the current token and ends with a DoneEvent."""
-        self._cancel.set()
+    def cancel(self, row: int | None = None):
+        """Thread-safe: the running generate() stops after the current token and ends with a DoneEvent.
+        With `row`, only that row of the running generate_rows stops (stop_reason "cancel"); the others go on."""
+        if row is None:
+            self._cancel.set()
+        else:
+            self._cancel_rows.add(row)
 
     def generate(self, messages, settings: GenerationSettings | None = None, *, mix=None, route=None, **changes):
         """Stream one assistant reply: RoutingEvent before every sentence, TokenEvents, then a DoneEvent.
+        `messages`: [{role, content}, ...], or a str: a raw prompt continued as it is (no chat template).
 
         `settings` (GenerationSettings; keyword `changes` override its fields) say how to route, sample and stop.
         The mix for each sentence comes from `mix` (fixed {name: weight}), else `route(context, sentence)` (a
@@ -148,6 +154,7 @@ class Engine:
             raise SwitchboardError(f"max_new_tokens {max_new_tokens} leaves no room for the prompt: the model's "
                                    f"context holds {self.context_len} tokens")
         self._cancel.clear()
+        self._cancel_rows.clear()
         t_start = time.perf_counter()
         if g.seed is not None:
             torch.manual_seed(g.seed)
@@ -193,7 +200,7 @@ class Engine:
                         continue
                     if n == max_new_tokens:
                         s.finish("length")
-                    elif self._cancel.is_set():
+                    elif self._cancel.is_set() or i in self._cancel_rows:
                         s.finish("cancel")
                     elif s.sentence_ended:
                         mixes[i] = self._route_row(i, s, pick, mix)
@@ -262,7 +269,8 @@ class _Stream:
         self.detok = Detokenizer(engine.tokenizer, prefix_ids=prompt_ids[-8:])
         self.splitter = SentenceSplitter()
         self.stop = [s for s in stop if s]
-        self.history = "\n".join(m["content"] for m in conversation)
+        # what the router reads before the reply: the raw prompt, or the conversation's texts
+        self.history = conversation if isinstance(conversation, str) else "\n".join(m["content"] for m in conversation)
         self.text = ""          # generated text so far
         self.sent = 0           # characters of `text` already emitted
         self.tokens = 0
