@@ -12,7 +12,7 @@ import pytest
 from app.loading import open_engine
 from app.paths import DEMO_DIR
 from app.server import LocalServer
-from engine import RoutingEvent, SwitchboardError, TokenEvent
+from engine import DoneEvent, RoutingEvent, SwitchboardError, TokenEvent
 
 KEY = "test-key"
 
@@ -317,3 +317,21 @@ def test_concurrent_requests_with_other_settings_wait_for_the_next_batch(served)
     for t in threads:
         t.join(timeout=60)
     assert replies["a"].switchboard["stats"]["batch_rows"] == replies["b"].switchboard["stats"]["batch_rows"] == 1
+
+
+def test_engine_cancel_of_one_row_leaves_the_others_and_the_next_call(served):
+    server, _, engine, _ = served
+
+    def run(cancel_row):
+        stats = {}
+        for ev in engine.generate_rows([_user("hi"), _user("hello")], max_new_tokens=40, ignore_eos=True):
+            if isinstance(ev, TokenEvent) and ev.row == cancel_row:
+                engine.cancel(row=cancel_row)
+            elif isinstance(ev, DoneEvent):
+                stats[ev.row] = ev.stats
+        return stats
+    stats = server.engine_thread.call(lambda: run(0)).result()
+    assert stats[0]["stop_reason"] == "cancel" and stats[0]["tokens"] < 40
+    assert stats[1]["stop_reason"] == "length" and stats[1]["tokens"] == 40
+    stats = server.engine_thread.call(lambda: run(None)).result()  # the cancelled row is forgotten
+    assert [s["stop_reason"] for s in stats.values()] == ["length", "length"]

@@ -79,23 +79,27 @@ def build_app(scheduler: Scheduler, *, api_key: str | None, max_body_bytes: int)
         chat = body_type is ChatBody
         loop = asyncio.get_running_loop()
         replies: asyncio.Queue = asyncio.Queue()
-        with scheduler.arrival():
+        scheduler.arrive()
+        try:
             body = parse(body_type, await read_body(request))
             engine = ready_engine()
             conversation = body.conversation()
             settings = body.settings()
             mix = body.mix(engine.adapters)
             prompt_tokens = check_context(engine, conversation, settings, "messages" if chat else "prompt")
-            wanted = ("routing", "text", "done", "error") if body.stream else ("done", "error")
+        except BaseException:
+            scheduler.depart()
+            raise
+        wanted = ("routing", "text", "done", "error") if body.stream else ("done", "error")
 
-            def deliver(kind, payload):  # engine thread -> this request's event loop
-                if kind in wanted:
-                    loop.call_soon_threadsafe(replies.put_nowait, (kind, payload))
-            served = ServedRequest(conversation, settings, mix, deliver, info={
-                "endpoint": request.url.path, "model": body.model, "stream": body.stream,
-                "prompt_tokens": prompt_tokens, "client": f"{request.client.host}:{request.client.port}"
-                if request.client else None})
-            scheduler.submit(served)
+        def deliver(kind, payload):  # engine thread -> this request's event loop
+            if kind in wanted:
+                loop.call_soon_threadsafe(replies.put_nowait, (kind, payload))
+        served = ServedRequest(conversation, settings, mix, deliver, info={
+            "endpoint": request.url.path, "model": body.model, "stream": body.stream, "prompt_tokens": prompt_tokens,
+            "client": f"{request.client.host}:{request.client.port}" if request.client else None})
+        # after the event loop's other ready requests (clients that asked at the same moment) have arrived too
+        loop.call_soon(scheduler.submit, served)
         first = await unless_gone(request, replies.get())
         if first is None:  # the client left before its batch started
             scheduler.cancel(served)

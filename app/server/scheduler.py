@@ -3,7 +3,9 @@
 Policy:
 - A batch is one `Engine.generate_rows` call, run as one job through the host's `run_on_engine(job)`. A request
   that arrives while a batch runs waits for the next batch (rows never join a running batch). When a batch is
-  about to start, it waits up to `gather_s` for requests that are being read and checked to join it.
+  about to start, it waits up to `gather_s` for the requests still being read and checked (arrive() ..
+  submit()) to join it; the HTTP side submits a request only after the event loop has read the others that
+  came in with it, so clients that ask at the same moment share a batch while a lone client waits for nothing.
 - A batch takes the oldest waiting request and every later one that can share its rows (at most `max_rows`):
   the same GenerationSettings, and all routed by the router or all with fixed mixes (each row its own mix).
   Seeded sampling runs alone, so the seed alone decides its tokens.
@@ -15,7 +17,6 @@ Policy:
 import itertools
 import threading
 import traceback
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -72,21 +73,22 @@ class Scheduler:
         """The engine batches run on; None while a model loads (requests then fail with Loading)."""
         self.engine = engine
 
-    @contextmanager
-    def arrival(self):
-        """Around reading and checking a request: a batch about to start waits (gather_s at most) for it."""
+    def arrive(self):
+        """A request is being read and checked: a batch about to start waits (gather_s at most) for its
+        submit(), or its depart() if it is refused."""
         with self._cond:
             self._arriving += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._arriving -= 1
-                self._cond.notify_all()
+
+    def depart(self):
+        with self._cond:
+            self._arriving -= 1
+            self._cond.notify_all()
 
     def submit(self, request: ServedRequest):
+        """Queue an arrived request for the next batch."""
         with self._cond:
             self._pending.append(request)
+            self._arriving -= 1
             if not self._scheduled:
                 self._scheduled = True
                 self._run_on_engine(self._run_batch)
