@@ -51,18 +51,20 @@ def _reference(served, messages, **changes) -> tuple[str, list[RoutingEvent]]:
     return server.engine_thread.call(run).result()
 
 
-def _hold_engine(server):
-    """Keep the engine thread busy until the returned event is set (requests sent meanwhile wait together)."""
+def _in_one_batch(server, *calls) -> list[threading.Thread]:
+    """Start each call in a thread while the engine thread is kept busy, so that their requests wait together
+    for the next batch; -> the threads, running, once the engine is free again."""
     gate = threading.Event()
     server.engine_thread.submit(gate.wait)
-    return gate
-
-
-def _wait_pending(server, n):
+    threads = [threading.Thread(target=call) for call in calls]
+    for t in threads:
+        t.start()
     deadline = time.monotonic() + 10
-    while len(server.scheduler._pending) < n:
+    while len(server.scheduler._pending) < len(calls):
         assert time.monotonic() < deadline, "the requests never reached the scheduler"
         time.sleep(0.01)
+    gate.set()
+    return threads
 
 
 def test_default_bind_is_loopback_and_elsewhere_needs_a_key(served):
@@ -255,13 +257,7 @@ def test_concurrent_streams_with_different_adapters_share_one_batch(served):
         results[model] = ("".join(c.choices[0].delta.content or "" for c in chunks if c.choices),
                           [c for c in chunks if c.choices and c.choices[0].finish_reason][0].switchboard)
 
-    gate = _hold_engine(server)
-    threads = [threading.Thread(target=stream, args=(m, j["prompt"])) for m, j in jobs.items()]
-    for t in threads:
-        t.start()
-    _wait_pending(server, 2)
-    gate.set()
-    for t in threads:
+    for t in _in_one_batch(server, *(lambda m=m, j=j: stream(m, j["prompt"]) for m, j in jobs.items())):
         t.join(timeout=60)
     for model, job in jobs.items():
         text, trace = results[model]
@@ -272,21 +268,16 @@ def test_concurrent_streams_with_different_adapters_share_one_batch(served):
 
 def test_a_client_that_leaves_mid_stream_cancels_its_row_only(served):
     server, client, _, log = served
-    kw = dict(messages=_user("Tell me about your day."), max_tokens=120, extra_body={"ignore_eos": True},
+    kw = dict(messages=_user("Tell me about your day."), max_tokens=60, extra_body={"ignore_eos": True},
               stream=True)
     stayed = {}
 
     def stay():
         stayed["chunks"] = list(client.chat.completions.create(model="base", **kw))
 
-    gate = _hold_engine(server)
-    staying = threading.Thread(target=stay)
-    staying.start()
     leaving = []
-    opened = threading.Thread(target=lambda: leaving.append(client.chat.completions.create(model="dates", **kw)))
-    opened.start()
-    _wait_pending(server, 2)
-    gate.set()
+    staying, opened = _in_one_batch(server, stay,
+                                    lambda: leaving.append(client.chat.completions.create(model="dates", **kw)))
     opened.join(timeout=60)
     stream = leaving[0]
     first = [next(stream) for _ in range(3)]
@@ -294,10 +285,10 @@ def test_a_client_that_leaves_mid_stream_cancels_its_row_only(served):
     stream.close()
     staying.join(timeout=120)
     final = [c for c in stayed["chunks"] if c.choices and c.choices[0].finish_reason][0]
-    assert final.choices[0].finish_reason == "length" and final.switchboard["stats"]["tokens"] == 120
+    assert final.choices[0].finish_reason == "length" and final.switchboard["stats"]["tokens"] == 60
     assert final.switchboard["stats"]["batch_rows"] == 2
     left = [r for state, r in log if state == "cancelled" and r.info["model"] == "dates"]
-    assert len(left) == 1 and left[0].stats["stop_reason"] == "cancel" and left[0].stats["tokens"] < 120
+    assert len(left) == 1 and left[0].stats["stop_reason"] == "cancel" and left[0].stats["tokens"] < 60
 
 
 def test_concurrent_requests_with_other_settings_wait_for_the_next_batch(served):
@@ -307,14 +298,7 @@ def test_concurrent_requests_with_other_settings_wait_for_the_next_batch(served)
     def ask(name, **kw):
         replies[name] = client.chat.completions.create(model="base", messages=_user("hi"), **kw)
 
-    gate = _hold_engine(server)
-    threads = [threading.Thread(target=ask, args=("a",), kwargs={"max_tokens": 5}),
-               threading.Thread(target=ask, args=("b",), kwargs={"max_tokens": 6})]
-    for t in threads:
-        t.start()
-    _wait_pending(server, 2)
-    gate.set()
-    for t in threads:
+    for t in _in_one_batch(server, lambda: ask("a", max_tokens=5), lambda: ask("b", max_tokens=6)):
         t.join(timeout=60)
     assert replies["a"].switchboard["stats"]["batch_rows"] == replies["b"].switchboard["stats"]["batch_rows"] == 1
 

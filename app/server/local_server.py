@@ -7,8 +7,9 @@ What a host does with it:
 - `start()` binds and serves in a thread of its own -> the address; `stop()` ends the requests in flight and
   the server (a LocalServer is started once).
 - `set_engine(engine)` when a model is ready, `set_engine(None)` while one loads (requests then get 503).
-- `listener(state, request)` hears every served request on the engine thread (see Scheduler): its endpoint,
-  model and client, then its text, per-sentence routing and statistics.
+- `listener(state, request)` hears every served request (see Scheduler; from the engine thread or the
+  server's, so a Qt host emits a signal from it): `request.info` (endpoint, model, client, stream, prompt_tokens,
+  batch_rows), then `request.text` (list of str), `request.routing` (RoutingEvents) and `request.stats`.
 """
 import ipaddress
 import socket

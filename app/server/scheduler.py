@@ -57,8 +57,8 @@ class ServedRequest:
 class Scheduler:
     def __init__(self, run_on_engine: Callable[[Callable[[], None]], None], *, max_rows: int = 8,
                  gather_s: float = 0.005, listener: Callable[[str, ServedRequest], None] | None = None):
-        """listener(state, request), called on the engine thread: state "running" when its batch starts,
-        then "done", "cancelled" or "failed"."""
+        """listener(state, request): "running" when the request's batch starts, then "done", "cancelled" or
+        "failed". Called on the engine thread (a request cancelled while it waits: on the server's thread)."""
         self._run_on_engine = run_on_engine
         self.max_rows, self.gather_s, self._listener = max_rows, gather_s, listener
         self._cond = threading.Condition()
@@ -133,6 +133,7 @@ class Scheduler:
             def ready():
                 return not self._arriving or len(self._compatible()) >= self.max_rows
             self._cond.wait_for(ready, timeout=self.gather_s)
+            self._pending = [r for r in self._pending if not r.cancelled]  # left between arrival and submit
             batch = self._compatible()[: self.max_rows]
             self._pending = [r for r in self._pending if r not in batch]
             return batch
