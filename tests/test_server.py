@@ -319,3 +319,56 @@ def test_engine_cancel_of_one_row_leaves_the_others_and_the_next_call(served):
     assert stats[1]["stop_reason"] == "length" and stats[1]["tokens"] == 40
     stats = server.engine_thread.call(lambda: run(None)).result()  # the cancelled row is forgotten
     assert [s["stop_reason"] for s in stats.values()] == ["length", "length"]
+
+
+def test_a_host_runs_the_server_on_its_own_engine_thread(served):
+    """The app's way: the server runs no thread of its own for the engine; its batches are jobs on the host's."""
+    from app.server.engine_thread import EngineThread
+
+    _, _, engine, _ = served
+    host, states = EngineThread(), []
+    server = LocalServer(port=0, run_on_engine=host.submit, listener=lambda state, r: states.append(state))
+    assert server.engine_thread is None
+    server.start()
+    server.set_engine(engine)
+    try:
+        client = openai.OpenAI(base_url=f"{server.address}/v1", api_key="none", max_retries=0, timeout=60)
+        example = _held_out("units")[0]
+        reply = client.chat.completions.create(model="units", messages=_user(example["prompt"]))
+        assert reply.choices[0].message.content == example["response"]
+        assert states == ["running", "done"]
+        client.close()
+    finally:
+        server.stop()
+    assert host.call(lambda: "still serving its host").result() == "still serving its host"
+    host.stop()
+
+
+def test_serve_command_serves_the_demo_logs_each_request_and_stops_on_ctrl_c():
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", "0"], stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        first = proc.stderr.readline()
+        address = first.split("serving ")[1].split("/v1")[0]
+        assert address.startswith("http://127.0.0.1:")
+        assert "models: switchboard, base, arithmetic" in proc.stderr.readline()
+        client = openai.OpenAI(base_url=f"{address}/v1", api_key="none", max_retries=0, timeout=60)
+        assert client.chat.completions.create(model="base", messages=_user("hi"), max_tokens=2).usage
+        client.close()
+        assert "/v1/chat/completions base from 127.0.0.1" in proc.stderr.readline()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+
+
+def test_serve_command_refuses_an_open_address_without_a_key(capsys):
+    from app.cli import main
+
+    assert main(["serve", "--host", "0.0.0.0"]) == 2
+    assert "api-key" in capsys.readouterr().err
