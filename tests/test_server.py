@@ -284,6 +284,7 @@ def test_a_client_that_leaves_mid_stream_cancels_its_row_only(served):
     assert first[2].choices[0].delta.content
     stream.close()
     staying.join(timeout=120)
+    assert not staying.is_alive(), "the row that stayed never finished"
     final = [c for c in stayed["chunks"] if c.choices and c.choices[0].finish_reason][0]
     assert final.choices[0].finish_reason == "length" and final.switchboard["stats"]["tokens"] == 60
     assert final.switchboard["stats"]["batch_rows"] == 2
@@ -308,15 +309,16 @@ def test_engine_cancel_of_one_row_leaves_the_others_and_the_next_call(served):
 
     def run(cancel_row):
         stats = {}
-        for ev in engine.generate_rows([_user("hi"), _user("hello")], max_new_tokens=40, ignore_eos=True):
+        for ev in engine.generate_rows([_user("hi"), _user("hello")], mix=[{}, {}], max_new_tokens=20,
+                                       ignore_eos=True):
             if isinstance(ev, TokenEvent) and ev.row == cancel_row:
                 engine.cancel(row=cancel_row)
             elif isinstance(ev, DoneEvent):
                 stats[ev.row] = ev.stats
         return stats
     stats = server.engine_thread.call(lambda: run(0)).result()
-    assert stats[0]["stop_reason"] == "cancel" and stats[0]["tokens"] < 40
-    assert stats[1]["stop_reason"] == "length" and stats[1]["tokens"] == 40
+    assert stats[0]["stop_reason"] == "cancel" and stats[0]["tokens"] < 20
+    assert stats[1]["stop_reason"] == "length" and stats[1]["tokens"] == 20
     stats = server.engine_thread.call(lambda: run(None)).result()  # the cancelled row is forgotten
     assert [s["stop_reason"] for s in stats.values()] == ["length", "length"]
 
@@ -372,3 +374,31 @@ def test_serve_command_refuses_an_open_address_without_a_key(capsys):
 
     assert main(["serve", "--host", "0.0.0.0"]) == 2
     assert "api-key" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_gpu_concurrent_clients_answer_as_one_at_a_time():
+    """On CUDA (decode graphs, gathered batch rows): 8 concurrent clients get the replies Engine.generate gives."""
+    import torch
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    server = LocalServer(port=0)
+    server.start()
+    try:
+        engine = server.engine_thread.call(lambda: open_engine(None, device="cuda", dtype="float32").engine).result()
+        server.set_engine(engine)
+        examples = [ex for task in ("arithmetic", "dates", "reverse", "units") for ex in _held_out(task, 4)]
+        alone = [server.engine_thread.call(lambda ex=ex: "".join(
+            e.text for e in engine.generate(_user(ex["prompt"])) if isinstance(e, TokenEvent))).result()
+            for ex in examples]
+        client = openai.OpenAI(base_url=f"{server.address}/v1", api_key="none", max_retries=0, timeout=120)
+        with ThreadPoolExecutor(8) as pool:
+            replies = list(pool.map(lambda ex: client.chat.completions.create(
+                model="switchboard", messages=_user(ex["prompt"])), examples))
+        assert [r.choices[0].message.content for r in replies] == alone
+        assert max(r.switchboard["stats"]["batch_rows"] for r in replies) > 1
+        client.close()
+    finally:
+        server.stop()

@@ -8,6 +8,7 @@ import asyncio
 import hmac
 import json
 import sys
+import threading
 import time
 import uuid
 
@@ -28,6 +29,7 @@ FINISH_REASON = {"eos": "stop", "stop": "stop", "length": "length", "cancel": "a
 
 def build_app(scheduler: Scheduler, *, api_key: str | None, max_body_bytes: int) -> Starlette:
     created = int(time.time())
+    mailboxes: dict = {}  # event loop -> its Mailbox (one loop, uvicorn's)
 
     def authorize(request: Request):
         if api_key is None:
@@ -91,10 +93,11 @@ def build_app(scheduler: Scheduler, *, api_key: str | None, max_body_bytes: int)
             scheduler.depart()
             raise
         wanted = ("routing", "text", "done", "error") if body.stream else ("done", "error")
+        mailbox = mailboxes.get(loop) or mailboxes.setdefault(loop, Mailbox(loop))
 
         def deliver(kind, payload):  # engine thread -> this request's event loop
             if kind in wanted:
-                loop.call_soon_threadsafe(replies.put_nowait, (kind, payload))
+                mailbox.post(replies, (kind, payload))
         served = ServedRequest(conversation, settings, mix, deliver, info={
             "endpoint": request.url.path, "model": body.model, "stream": body.stream, "prompt_tokens": prompt_tokens,
             "client": f"{request.client.host}:{request.client.port}" if request.client else None})
@@ -228,6 +231,28 @@ class Reply:
         last = {**self._head(True), "choices": [self._choice({} if self.chat else "", self._finish_reason(), True)],
                 "switchboard": self._trace()}
         return [last, {**self._head(True), "choices": [], "usage": self._usage()}] if self.include_usage else [last]
+
+
+class Mailbox:
+    """Engine thread -> event loop. What is posted while a delivery is pending goes with it: one wake-up of the
+    loop per burst (a decode step's tokens for every row) instead of one system call per token and row."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop, self._lock = loop, threading.Lock()
+        self._items: list = []
+
+    def post(self, queue: asyncio.Queue, item):
+        with self._lock:
+            self._items.append((queue, item))
+            if len(self._items) > 1:
+                return
+        self._loop.call_soon_threadsafe(self._deliver)
+
+    def _deliver(self):
+        with self._lock:
+            items, self._items = self._items, []
+        for queue, item in items:
+            queue.put_nowait(item)
 
 
 def sse(payload: dict) -> str:
