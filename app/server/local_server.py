@@ -41,6 +41,8 @@ class LocalServer:
         if not is_loopback(host) and not api_key:
             raise SwitchboardError(f"serving on {host} lets other machines in: set an API key (--api-key KEY) "
                                    f"or serve on {DEFAULT_HOST}")
+        if max_rows < 1:
+            raise SwitchboardError(f"the largest batch must hold at least 1 request, got {max_rows} (--max-batch)")
         self.host, self.port, self.api_key, self.max_body_bytes = host, port, api_key or None, max_body_bytes
         self.engine_thread = None if run_on_engine else EngineThread()
         self.scheduler = Scheduler(run_on_engine or self.engine_thread.submit, max_rows=max_rows, listener=listener)
