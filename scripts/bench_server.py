@@ -30,7 +30,7 @@ def main():
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--clients", type=int, default=8)
-    p.add_argument("--prompt", type=int, default=256, help="prompt words (about one token each)")
+    p.add_argument("--prompt", type=int, default=256, help="prompt tokens (random ones of the vocabulary)")
     p.add_argument("--new", type=int, default=128, help="tokens per reply")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--ttft-runs", type=int, default=10, help="single-client requests per round for the TTFT")
@@ -91,19 +91,6 @@ def clients(address: str, bodies: list[dict]) -> dict:
 
 
 # ---- the server and the engine (this process) ------------------------------------------------------------------
-def synthetic_tokenizer(vocab_size: int):
-    """A tokenizer for a random-weight shape: token i is the word "w{i}" (any id decodes), one chat turn is its
-    text. engine/bench.py's shapes come without a tokenizer; serving needs one to render and stream text."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.WordLevel({f"w{i}": i for i in range(vocab_size)}, unk_token="w0"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="w0")
-    fast.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
-    return fast
-
-
 def bench(args) -> dict:
     import random
 
@@ -112,9 +99,7 @@ def bench(args) -> dict:
     from app.server import LocalServer
     from engine import bench as engine_bench
 
-    engine, _ = engine_bench.build(args.shape, args.model, args.device, args.dtype)
-    if engine.tokenizer is None:
-        engine.tokenizer = synthetic_tokenizer(engine.model.args.vocab_size)
+    engine, _ = engine_bench.build(args.shape, args.model, args.device, args.dtype)  # a shape's: synthetic tokenizer
     tmp = tempfile.TemporaryDirectory()
     paths = engine_bench.write_adapters(Path(tmp.name), engine.module_shapes(), args.clients, 8,
                                         ("q_proj", "v_proj"), engine.model.lm_head.weight.dtype)
@@ -122,7 +107,8 @@ def bench(args) -> dict:
         engine.add_adapter(path)
     names = engine.adapters
     rng = random.Random(0)
-    prompt = " ".join(f"w{rng.randrange(engine.model.args.vocab_size)}" for _ in range(args.prompt))
+    prompt = engine.tokenizer.decode([rng.randrange(16, engine.model.args.vocab_size) for _ in range(args.prompt)],
+                                     skip_special_tokens=True)
     messages = [{"role": "user", "content": prompt}]
     n, new = args.clients, args.new
     dev = engine.device

@@ -10,15 +10,17 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 
 def engines(model_dir, adapters=()):
-    """Two engines on the same float32 weights: one with the compiled (CUDA-graph) step, one eager.
+    """Two engines on the same float32 weights: one with the compiled step in CUDA graphs, one eager.
     Separate engines, so each has its own KV cache filled by its own prefill."""
     pair = []
     for compiled in (True, False):
         eng = Engine.load(model_dir, device="cuda", dtype="float32")
         if not compiled:
-            eng.decoder = Decoder(eng.device, compiled=False)
+            eng.decoder = Decoder(eng.device, compiled=False, graphs=False)
         for name, path in adapters:
             eng.add_adapter(path, name=name)
+        if compiled:
+            eng.warmup()
         pair.append(eng)
     return pair
 

@@ -51,6 +51,13 @@ def _reference(served, messages, **changes) -> tuple[str, list[RoutingEvent]]:
     return server.engine_thread.call(run).result()
 
 
+def _eventually(condition, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
 def _in_one_batch(server, *calls) -> list[threading.Thread]:
     """Start each call in a thread while the engine thread is kept busy, so that their requests wait together
     for the next batch; -> the threads, running, once the engine is free again."""
@@ -59,10 +66,7 @@ def _in_one_batch(server, *calls) -> list[threading.Thread]:
     threads = [threading.Thread(target=call) for call in calls]
     for t in threads:
         t.start()
-    deadline = time.monotonic() + 10
-    while len(server.scheduler._pending) < len(calls):
-        assert time.monotonic() < deadline, "the requests never reached the scheduler"
-        time.sleep(0.01)
+    _eventually(lambda: len(server.scheduler._pending) == len(calls))
     gate.set()
     return threads
 
@@ -288,6 +292,7 @@ def test_a_client_that_leaves_mid_stream_cancels_its_row_only(served):
     final = [c for c in stayed["chunks"] if c.choices and c.choices[0].finish_reason][0]
     assert final.choices[0].finish_reason == "length" and final.switchboard["stats"]["tokens"] == 60
     assert final.switchboard["stats"]["batch_rows"] == 2
+    _eventually(lambda: any(r.info["model"] == "dates" and state != "running" for state, r in log))
     left = [r for state, r in log if state == "cancelled" and r.info["model"] == "dates"]
     assert len(left) == 1 and left[0].stats["stop_reason"] == "cancel" and left[0].stats["tokens"] < 60
 
@@ -338,6 +343,7 @@ def test_a_host_runs_the_server_on_its_own_engine_thread(served):
         example = _held_out("units")[0]
         reply = client.chat.completions.create(model="units", messages=_user(example["prompt"]))
         assert reply.choices[0].message.content == example["response"]
+        _eventually(lambda: len(states) == 2)  # the listener hears "done" just after the client has its reply
         assert states == ["running", "done"]
         client.close()
     finally:

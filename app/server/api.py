@@ -7,7 +7,6 @@ fields a reply carries `switchboard`: the routing of every sentence and the engi
 import asyncio
 import hmac
 import json
-import sys
 import threading
 import time
 import uuid
@@ -21,7 +20,7 @@ from starlette.routing import Route
 from engine.chat import render
 from engine.errors import SwitchboardError
 
-from .scheduler import Loading, Scheduler, ServedRequest
+from .scheduler import Loading, ReplyFailed, Scheduler, ServedRequest
 from .schema import RESERVED, ApiError, ChatBody, CompletionBody, parse
 
 FINISH_REASON = {"eos": "stop", "stop": "stop", "length": "length", "cancel": "abort"}
@@ -278,11 +277,8 @@ def api_error(e: Exception) -> ApiError:
         return e
     if isinstance(e, Loading):
         return ApiError(503, str(e), kind="server_error", code="model_loading")
+    if isinstance(e, ReplyFailed):
+        return ApiError(503, str(e), kind="server_error", code="out_of_memory")
     if isinstance(e, SwitchboardError):
         return ApiError(400, str(e))
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(e, torch.cuda.OutOfMemoryError):
-        torch.cuda.empty_cache()
-        return ApiError(503, "GPU out of memory: lower max_tokens or send fewer requests at once",
-                        kind="server_error", code="out_of_memory")
     return ApiError(500, f"internal error: {type(e).__name__}: {e}", kind="server_error")

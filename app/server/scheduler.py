@@ -29,6 +29,10 @@ class Loading(Exception):
     """No model is ready (none loaded yet, or another one is loading)."""
 
 
+class ReplyFailed(Exception):
+    """The engine ended a reply with an error it survived (the GPU ran out of memory)."""
+
+
 _ids = itertools.count(1)
 
 
@@ -174,8 +178,12 @@ class Scheduler:
                     r.deliver("routing", ev)
                 else:
                     r.stats = {**ev.stats, "batch_rows": len(batch)}
-                    r.deliver("done", r.stats)
-                    self._tell("cancelled" if r.cancelled else "done", r)
+                    if "error" in r.stats:
+                        r.deliver("error", ReplyFailed(r.stats["error"]))
+                        self._tell("failed", r)
+                    else:
+                        r.deliver("done", r.stats)
+                        self._tell("cancelled" if r.cancelled else "done", r)
         except Exception as e:  # noqa: BLE001 -- every client of the batch must hear of it; the thread lives on
             if not isinstance(e, SwitchboardError):
                 traceback.print_exception(e)  # a bug or an exhausted device, not a client's mistake: keep it logged
