@@ -34,6 +34,7 @@ def main():
     p.add_argument("--new", type=int, default=128, help="tokens per reply")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--ttft-runs", type=int, default=10, help="single-client requests per round for the TTFT")
+    p.add_argument("--batch-window-ms", type=float, default=2.0, help="the server's (switchboard serve's) default")
     p.add_argument("--json", help="write all numbers to this file")
     p.add_argument("--client", help=argparse.SUPPRESS)  # the child process: a JSON job, results on stdout
     args = p.parse_args()
@@ -61,7 +62,7 @@ def run_clients(address: str, bodies: list[dict]) -> dict:
         conn.request("POST", "/v1/chat/completions", payload, {"Content-Type": "application/json"})
         reply = conn.getresponse()
         assert reply.status == 200, reply.read()
-        ttft, tokens = None, 0
+        ttft, tokens, rows = None, 0, 0
         for line in reply:
             if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
                 continue
@@ -70,7 +71,9 @@ def run_clients(address: str, bodies: list[dict]) -> dict:
                 ttft = (time.perf_counter() - t0) * 1000
             if "usage" in chunk and chunk["usage"]:
                 tokens = chunk["usage"]["completion_tokens"]
-        results[i] = (ttft, tokens, time.perf_counter())
+            if "switchboard" in chunk:
+                rows = chunk["switchboard"]["stats"]["batch_rows"]
+        results[i] = (ttft, tokens, time.perf_counter(), rows)
         conn.close()
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(len(bodies))]
@@ -81,7 +84,7 @@ def run_clients(address: str, bodies: list[dict]) -> dict:
     for t in threads:
         t.join()
     return {"wall_s": max(r[2] for r in results) - t0, "tokens": sum(r[1] for r in results),
-            "ttft_ms": [r[0] for r in results]}
+            "ttft_ms": [r[0] for r in results], "batch_rows": [r[3] for r in results]}
 
 
 def clients(address: str, bodies: list[dict]) -> dict:
@@ -113,7 +116,7 @@ def bench(args) -> dict:
     n, new = args.clients, args.new
     dev = engine.device
 
-    server = LocalServer(port=0, max_rows=n)
+    server = LocalServer(port=0, max_rows=n, batch_window_ms=args.batch_window_ms)
     server.start()
     server.set_engine(engine)
     on_engine = server.engine_thread.call
@@ -139,12 +142,13 @@ def bench(args) -> dict:
                 engine.cancel()
         return ttft
 
-    res = {"shape": args.model or args.shape, "clients": n, "prompt_tokens": len(engine.tokenizer(prompt)["input_ids"]),
+    res = {"shape": args.model or args.shape, "clients": n, "batch_window_ms": args.batch_window_ms, "prompt_tokens": len(engine.tokenizer(prompt)["input_ids"]),
            "new": new, "runs": args.runs,
            "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
            "dtype": str(engine.model.lm_head.weight.dtype).removeprefix("torch.")}
     t = time.perf_counter()
-    on_engine(engine_batch).result()          # warm-up: captures the decode graphs of batch n and of batch 1
+    on_engine(engine.warmup).result()         # compiles the decode step (CUDA), as switchboard serve does
+    on_engine(engine_batch).result()          # captures the decode graphs of batch n and of batch 1
     on_engine(engine_ttft).result()
     clients(server.address, [body(a) for a in names])
     clients(server.address, [body(names[0])])
@@ -156,6 +160,7 @@ def bench(args) -> dict:
         out = clients(server.address, [body(a) for a in names])
         assert out["tokens"] == n * new, out
         samples.setdefault("server_tok_s", []).append(out["tokens"] / out["wall_s"])
+        samples.setdefault("server_mean_batch_rows", []).append(statistics.mean(out["batch_rows"]))
         for _ in range(args.ttft_runs):
             samples.setdefault("engine_ttft_ms", []).append(on_engine(engine_ttft).result())
             samples.setdefault("server_ttft_ms", []).append(clients(server.address, [body(names[0])])["ttft_ms"][0])
@@ -173,7 +178,8 @@ def table(res: dict) -> str:
         f"shape {res['shape']} · {res['device']} · {res['dtype']} · prompt {res['prompt_tokens']} tokens · "
         f"{res['new']} new tokens · median of {res['runs']} rounds",
         f"{res['clients']} concurrent streaming clients: {res['server_tok_s']:.0f} tok/s = "
-        f"{res['throughput_ratio']:.3f}x the engine's batch of {res['clients']} ({res['engine_batch_tok_s']:.0f} tok/s)",
+        f"{res['throughput_ratio']:.3f}x the engine's batch of {res['clients']} ({res['engine_batch_tok_s']:.0f} tok/s); "
+        f"a client's batch held {res['server_mean_batch_rows']:.1f} rows (median of the rounds' means)",
         f"time to first token, one client: HTTP {res['server_ttft_ms']:.2f} ms, Engine.generate "
         f"{res['engine_ttft_ms']:.2f} ms (+{res['ttft_over_http_ms']:.2f} ms)",
     ])

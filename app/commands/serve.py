@@ -23,6 +23,8 @@ def add_parser(sub):
     p.add_argument("--api-key", default=os.environ.get("SWITCHBOARD_API_KEY"),
                    help="clients must send 'Authorization: Bearer KEY' (default: $SWITCHBOARD_API_KEY)")
     p.add_argument("--max-batch", type=int, default=8, help="at most this many requests decoded together")
+    p.add_argument("--batch-window-ms", type=float, default=2.0,
+                   help="how long a request that finds the engine idle waits for others to share its batch")
 
 
 def run(args) -> int:
@@ -38,7 +40,7 @@ def run(args) -> int:
 
     try:
         server = LocalServer(host=args.host, port=args.port, api_key=args.api_key, max_rows=args.max_batch,
-                             listener=_log)
+                             batch_window_ms=args.batch_window_ms, listener=_log)
         address = server.start()
     except SwitchboardError as e:
         print(f"switchboard serve: {e}", file=sys.stderr)

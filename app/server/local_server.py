@@ -37,7 +37,8 @@ def is_loopback(host: str) -> bool:
 
 class LocalServer:
     def __init__(self, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, api_key: str | None = None,
-                 run_on_engine=None, listener=None, max_rows: int = 8, max_body_bytes: int = MAX_BODY_BYTES):
+                 run_on_engine=None, listener=None, max_rows: int = 8, batch_window_ms: float = 2.0,
+                 max_body_bytes: int = MAX_BODY_BYTES):
         if not is_loopback(host) and not api_key:
             raise SwitchboardError(f"serving on {host} lets other machines in: set an API key (--api-key KEY) "
                                    f"or serve on {DEFAULT_HOST}")
@@ -45,7 +46,8 @@ class LocalServer:
             raise SwitchboardError(f"the largest batch must hold at least 1 request, got {max_rows} (--max-batch)")
         self.host, self.port, self.api_key, self.max_body_bytes = host, port, api_key or None, max_body_bytes
         self.engine_thread = None if run_on_engine else EngineThread()
-        self.scheduler = Scheduler(run_on_engine or self.engine_thread.submit, max_rows=max_rows, listener=listener)
+        self.scheduler = Scheduler(run_on_engine or self.engine_thread.submit, max_rows=max_rows,
+                                   window_s=batch_window_ms / 1000, listener=listener)
         self._socket = self._server = self._thread = None
 
     @property

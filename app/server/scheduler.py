@@ -2,10 +2,9 @@
 
 Policy:
 - A batch is one `Engine.generate_rows` call, run as one job through the host's `run_on_engine(job)`. A request
-  that arrives while a batch runs waits for the next batch (rows never join a running batch). When a batch is
-  about to start, it waits up to `gather_s` for the requests still being read and checked (arrive() ..
-  submit()) to join it; the HTTP side submits a request only after the event loop has read the others that
-  came in with it, so clients that ask at the same moment share a batch while a lone client waits for nothing.
+  that arrives while a batch runs waits for the next batch (rows never join a running batch). A request that
+  finds the engine idle waits `window_s` (2 ms) for others to join it, longer (up to twice that) while
+  requests are still being read and checked (arrive() .. submit()); a full batch starts at once.
 - A batch takes the oldest waiting request and every later one that can share its rows (at most `max_rows`):
   the same GenerationSettings, and all routed by the router or all with fixed mixes (each row its own mix).
   Seeded sampling runs alone, so the seed alone decides its tokens.
@@ -16,6 +15,7 @@ Policy:
 """
 import itertools
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Callable
@@ -51,6 +51,7 @@ class ServedRequest:
     routing: list[RoutingEvent] = field(default_factory=list)
     stats: dict = field(default_factory=dict)
     cancelled: bool = False
+    submitted: float = 0.0           # time.monotonic() when it joined the queue
 
     def batch_key(self):
         if self.settings.seed is not None and self.settings.temperature > 0:
@@ -60,11 +61,11 @@ class ServedRequest:
 
 class Scheduler:
     def __init__(self, run_on_engine: Callable[[Callable[[], None]], None], *, max_rows: int = 8,
-                 gather_s: float = 0.005, listener: Callable[[str, ServedRequest], None] | None = None):
+                 window_s: float = 0.002, listener: Callable[[str, ServedRequest], None] | None = None):
         """listener(state, request): "running" when the request's batch starts, then "done", "cancelled" or
         "failed". Called on the engine thread (a request cancelled while it waits: on the server's thread)."""
         self._run_on_engine = run_on_engine
-        self.max_rows, self.gather_s, self._listener = max_rows, gather_s, listener
+        self.max_rows, self.window_s, self._listener = max_rows, window_s, listener
         self._cond = threading.Condition()
         self._pending: list[ServedRequest] = []
         self._arriving = 0           # requests being read and checked (see arrival)
@@ -78,7 +79,7 @@ class Scheduler:
         self.engine = engine
 
     def arrive(self):
-        """A request is being read and checked: a batch about to start waits (gather_s at most) for its
+        """A request is being read and checked: a batch about to start waits (2 windows at most) for its
         submit(), or its depart() if it is refused."""
         with self._cond:
             self._arriving += 1
@@ -91,6 +92,7 @@ class Scheduler:
     def submit(self, request: ServedRequest):
         """Queue an arrived request for the next batch."""
         with self._cond:
+            request.submitted = time.monotonic()
             self._pending.append(request)
             self._arriving -= 1
             if not self._scheduled:
@@ -134,13 +136,18 @@ class Scheduler:
 
     def _take(self) -> list[ServedRequest]:
         with self._cond:
-            def ready():
-                return not self._arriving or len(self._compatible()) >= self.max_rows
-            self._cond.wait_for(ready, timeout=self.gather_s)
+            while self._pending and not self._ready(time.monotonic()):
+                self._cond.wait(timeout=self.window_s / 4)
             self._pending = [r for r in self._pending if not r.cancelled]  # left between arrival and submit
             batch = self._compatible()[: self.max_rows]
             self._pending = [r for r in self._pending if r not in batch]
             return batch
+
+    def _ready(self, now: float) -> bool:
+        waited = now - self._pending[0].submitted
+        if len(self._compatible()) >= self.max_rows or waited >= 2 * self.window_s:
+            return True
+        return waited >= self.window_s and not self._arriving
 
     def _compatible(self) -> list[ServedRequest]:
         if not self._pending:
