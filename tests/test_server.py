@@ -408,3 +408,15 @@ def test_gpu_concurrent_clients_answer_as_one_at_a_time():
         client.close()
     finally:
         server.stop()
+
+
+def test_a_follow_up_is_prefilled_from_its_own_tokens(served):
+    """The engine may keep a chat's KV cache across turns; the server's requests never reuse another's."""
+    _, client, _, _ = served
+    first = _held_out("arithmetic")[0]
+    reply = client.chat.completions.create(model="switchboard", messages=_user(first["prompt"]))
+    follow_up = [*_user(first["prompt"]), {"role": "assistant", "content": reply.choices[0].message.content},
+                 *_user(_held_out("dates")[0]["prompt"])]
+    again = client.chat.completions.create(model="switchboard", messages=follow_up)
+    assert again.switchboard["stats"]["cached_tokens"] == 0
+    assert again.choices[0].message.content == _reference(served, follow_up, reuse_cache=False)[0]

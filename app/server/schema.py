@@ -94,6 +94,9 @@ class _Common(_Strict):
         if self.switchboard is not None:
             values.update({f"switchboard.{k}": v for k, v in self.switchboard.model_dump().items() if k != "mix"})
         changes = {_SETTING_OF.get(k, k): v for k, v in values.items() if v is not None}
+        # each request is answered from its own tokens: a cache kept from another client's request would hold KV
+        # computed under that request's mixes, and the same request could then get another reply
+        changes["reuse_cache"] = False
         try:
             return GenerationSettings(**changes)
         except SwitchboardError as e:
