@@ -5,14 +5,14 @@ import sys
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QColor, QTextDocument, QWheelEvent
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QToolButton
 
 from app import export
 from app.conversation import Conversation
 from engine.events import RoutingEvent
 from engine.generation import GenerationSettings
 from ui import colors, tinted_markdown
-from ui.chat_pane import InputBox
+from ui.chat_pane import ChatPane, InputBox
 from ui.colors import adapter_color
 from ui.controls import Controls
 from ui.routing_chart import ROW_PX, RoutingChart
@@ -242,3 +242,25 @@ def test_library_table_updates_rows_in_place_and_resets_only_when_names_change(q
     model.set_rows([info("a"), info("c"), info("d")], ["a"])  # a model loaded: every row's "loaded" state
     assert seen == ["reset"]
 
+
+def test_long_lines_wrap_within_the_pane(qtbot):
+    """A long error under a reply, or a long unbroken prompt, made every message wider than the pane: the text and
+    the Copy buttons were cut off."""
+    pane = ChatPane()
+    qtbot.addWidget(pane)
+    pane.resize(600, 700)
+    pane.show()
+    pane.show_chat()
+    pane.show_turn(0, "user", [("x" * 2000, None, -1)])
+    pane.show_turn(1, "assistant", [("Short reply.", None, 0)],
+                   "Error: the last message alone needs 2100 tokens but only 230 fit in the context (with room for "
+                   "the reply): shorten it or lower max new tokens " + "y" * 400)
+    viewport = pane.scroll.viewport()
+    qtbot.waitUntil(lambda: all(m.width() <= viewport.width() for m in pane.messages))
+    for message in pane.messages:
+        copy = message.findChild(QToolButton)
+        right = copy.mapTo(viewport, QPoint(copy.width(), 0)).x()
+        assert 0 < right <= viewport.width()  # the Copy button is in view
+        assert message.body.width() <= viewport.width()
+    footer = pane.messages[1].footer
+    assert footer.isVisible() and footer.width() <= viewport.width() and footer.height() > 2 * footer.fontMetrics().height()
