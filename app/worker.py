@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import ModelError, SwitchboardError
+from engine.events import DoneEvent, RoutingEvent, TokenEvent
 from engine.generation import GenerationSettings
 
 TOKEN_BATCH_S = 0.03
@@ -201,8 +202,6 @@ class EngineWorker:
         return Loaded([(str(path), reason) for path, reason in opened.refused], opened.colors)
 
     def _generate(self, messages, settings):
-        from engine.events import DoneEvent, RoutingEvent, TokenEvent
-
         engine = self._require()
         parts: list[str] = []
         last = time.monotonic()

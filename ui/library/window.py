@@ -105,7 +105,7 @@ class LibraryWindow(QWidget):
         header.setHighlightSections(False)
         header.setSectionResizeMode(QHeaderView.ResizeToContents)
         # fit the columns to the visible rows only: fitting all of them called data() for every cell at every
-        # refresh, and an import of 100 adapters stalled the window up to 0.3 s per refresh (library_probe.py)
+        # refresh, and an import of 100 adapters stalled the window up to 0.3 s per refresh (scripts/library_probe.py)
         header.setResizeContentsPrecision(0)
         header.setSectionResizeMode(NAME, QHeaderView.Stretch)
         header.setSectionResizeMode(TARGETS, QHeaderView.Stretch)
