@@ -48,7 +48,7 @@ class LibraryController(QObject):
         w.retrain.cancelRequested.connect(self._cancel_retrain.set)
         app.signals.model.connect(self._on_model)
         app.signals.step.connect(self._on_step)
-        self._on_model_info(app.model)
+        self._show_bank(app.model)
         self.refresh()
         w.table.selectRow(0)
 
@@ -97,9 +97,9 @@ class LibraryController(QObject):
         self.app.run(future, lambda result: ended(on_done, result), lambda message: ended(on_failed, message))
 
     def _on_model(self, changed):
-        self._on_model_info(changed.info)
+        self._show_bank(changed.info)
 
-    def _on_model_info(self, info):
+    def _show_bank(self, info):
         self.window.set_bank(None if info is None else list(info.adapters), None if info is None else info.model_name)
 
     def _on_step(self, step):

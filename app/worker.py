@@ -5,8 +5,8 @@ and work another part of the app submits (e.g. a server's batch) never run at th
 ones before it. `cancel()` stops the running reply (not queued jobs); `stop()` drops what is queued.
 
 Commands are typed methods (the library's take the LibraryService that does the work); each returns a
-concurrent.futures.Future of its result; a failed job's Future raises JobFailed, whose
-message is for the user and whose __cause__ is the original exception. While jobs run, `on_event(event)` is
+concurrent.futures.Future of its result. A failed job's Future raises JobFailed, whose message is for the user
+and whose __cause__ is the original exception. While jobs run, `on_event(event)` is
 called on this thread with plain dataclasses: Progress, ModelChanged, the engine's RoutingEvent and TokenEvent
 (tokens batched: at most one event per ~30 ms, plus one at each sentence end), and a library job's own steps
 (app/library_service.py). The engine is imported on this thread: torch takes seconds to import, and the window
@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,12 +66,13 @@ class JobFailed(Exception):
 @dataclass
 class _Job:
     command: str  # names the job in messages ("GPU out of memory during generate")
-    work: object  # () -> result, called on the worker thread
+    work: Callable[[], object]  # called on the worker thread
     future: Future
 
 
 class EngineWorker:
-    def __init__(self, on_event=lambda event: None):
+    def __init__(self, on_event: Callable[[object], None]):
+        """on_event(event): called on the worker thread with every event the jobs report."""
         self.on_event = on_event
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="engine")
