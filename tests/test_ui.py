@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from app import gui, loading, paths
 from app.controller import Controller
 from app.library_controller import LibraryController
 from app.settings import Settings
+from app.worker import EngineWorker
+from app.worker_signals import WorkerSignals
 from engine.generation import GenerationSettings
 from engine.router import Router
 from ui import main_window, tinted_markdown
@@ -290,6 +293,26 @@ def test_the_library_menu_opens_the_adapter_library(qtbot, settings, tmp_path, m
     shown = shown_libraries(app)
     assert len(shown) == 1 and str(tmp_path / "mine") in shown[0].windowTitle()
     assert "when the running import or retrain finishes" in window.statusBar().currentMessage()
+
+
+def test_signals_deliver_events_and_results_in_the_window_thread(qtbot, llama_dir, tmp_path):
+    signals = WorkerSignals()
+    worker = EngineWorker(signals.deliver)
+    worker.start()
+    try:
+        seen, ended = [], []
+        signals.progress.connect(lambda p: seen.append((threading.current_thread(), p)))
+        signals.model.connect(lambda m: seen.append((threading.current_thread(), m)))
+        signals.watch(worker.load_model(str(llama_dir), device="cpu"), ended.append)
+        signals.watch(worker.load_model(str(tmp_path / "missing")), ended.append, lambda m: ended.append(("failed", m)))
+        qtbot.waitUntil(lambda: len(ended) == 2, timeout=60_000)
+    finally:
+        worker.stop()
+    assert ended[0].refused == [] and ended[1][0] == "failed" and "missing" in ended[1][1]
+    assert all(thread is threading.main_thread() for thread, _ in seen)
+    kinds = [type(e).__name__ for _, e in seen]
+    assert kinds[:2] == ["Progress", "ModelChanged"] and seen[1][1].info.model_name == llama_dir.name
+    assert kinds[-1] == "ModelChanged" and seen[-1][1].info is None
 
 
 # Opens the app on a missing model folder, then Settings > Model and library with another missing one, then

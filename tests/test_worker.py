@@ -1,6 +1,6 @@
 """EngineWorker against the real engine on a tiny Llama, without Qt: typed commands in, Futures and plain
 dataclass events out, token batching, cancel from another thread, errors (CUDA OOM included) that leave the
-thread usable, one FIFO queue shared with other work, and a clean stop. Then its Qt face, WorkerSignals."""
+thread usable, one FIFO queue shared with other work, and a clean stop. (Its Qt face: tests/test_ui.py.)"""
 import threading
 from concurrent.futures import CancelledError
 
@@ -164,25 +164,3 @@ def test_stop_during_generation_ends_the_thread_and_drops_the_queue(loaded):
     with pytest.raises(CancelledError):
         queued.result(0)
 
-
-def test_signals_deliver_events_and_results_in_the_window_thread(qtbot, llama_dir, tmp_path):
-    from app.worker import EngineWorker
-    from app.worker_signals import WorkerSignals
-
-    signals = WorkerSignals()
-    worker = EngineWorker(signals.deliver)
-    worker.start()
-    try:
-        seen, ended = [], []
-        signals.progress.connect(lambda p: seen.append((threading.current_thread(), p)))
-        signals.model.connect(lambda m: seen.append((threading.current_thread(), m)))
-        signals.watch(worker.load_model(str(llama_dir), device="cpu"), ended.append)
-        signals.watch(worker.load_model(str(tmp_path / "missing")), ended.append, lambda m: ended.append(("failed", m)))
-        qtbot.waitUntil(lambda: len(ended) == 2, timeout=TIMEOUT * 1000)
-    finally:
-        worker.stop()
-    assert ended[0].refused == [] and ended[1][0] == "failed" and "missing" in ended[1][1]
-    assert all(thread is threading.main_thread() for thread, _ in seen)
-    kinds = [type(e).__name__ for _, e in seen]
-    assert kinds[:2] == ["Progress", "ModelChanged"] and seen[1][1].info.model_name == llama_dir.name
-    assert kinds[-1] == "ModelChanged" and seen[-1][1].info is None
