@@ -332,21 +332,31 @@ class Engine:
         stream.routing.append(RoutingEvent(len(stream.routing), probs, selected, ms, row))
         return selected or None
 
+    def _short_replies(self):
+        for sampled in (False, True):  # prefill, both samplers' first graphs, the KV cache of a chat
+            for _ in self.generate([{"role": "user", "content": "Hello"}], mix={}, max_new_tokens=4,
+                                   ignore_eos=True, temperature=0.7 if sampled else 0.0, reuse_cache=False):
+                pass
+
     def warmup(self, wait: bool = True, progress=None) -> float:
         """Compile the decode step and capture a chat's graphs, so replies run at full speed and a growing
         conversation never waits. wait=False: return once a reply can start (on the eager step's graphs); the
         compile goes on in a background thread and the next reply after it ends runs compiled.
         progress(done, total) reports compiled graphs, from that thread. -> seconds spent here."""
         t = time.perf_counter()
+        if not wait:  # the eager step's graphs first, while nothing else wants the interpreter
+            self._short_replies()
         self.decoder.compile(self.model, self.bank.slot_modules(), wait=wait, progress=progress)
         if self.decoder.compile_error is not None:
             raise SwitchboardError(f"compiling the decode step failed: {self.decoder.compile_error}")
-        for sampled in (False, True):  # prefill, both samplers' first graphs, the KV cache of a chat
-            for _ in self.generate([{"role": "user", "content": "Hello"}], max_new_tokens=4, ignore_eos=True,
-                                   temperature=0.7 if sampled else 0.0, reuse_cache=False):
-                pass
         if wait:
-            self.decoder.capture_views(self.model, self.bank.graph_key())
+            self._short_replies()
+            with torch.inference_mode():
+                self.decoder.capture_views(self.model, self.bank.graph_key())
+        if self.device.type == "cuda":  # the merge kernel's block sizes and switch graphs of mixes of 1-8 adapters
+            for k in sorted({min(k, len(self.adapters)) for k in (1, 2, 3, 4, 8)} - {0}):
+                self.apply_mix({name: 1 / k for name in self.adapters[:k]})
+            self.apply_mix(None)
         self._cached = []
         return time.perf_counter() - t
 

@@ -328,18 +328,21 @@ def test_engine_cancel_of_one_row_leaves_the_others_and_the_next_call(served):
     assert [s["stop_reason"] for s in stats.values()] == ["length", "length"]
 
 
-def test_a_host_runs_the_server_on_its_own_engine_thread(served):
-    """The app's way: the server runs no thread of its own for the engine; its batches are jobs on the host's."""
-    from app.server.engine_thread import EngineThread
+def test_the_apps_engine_worker_hosts_the_server():
+    """The app's way: batches are jobs on its EngineWorker's queue, the engine handed over by a worker job."""
+    from app.worker import EngineWorker
 
-    _, _, engine, _ = served
-    host, states = EngineThread(), []
-    server = LocalServer(port=0, run_on_engine=host.submit, listener=lambda state, r: states.append(state))
+    worker, states = EngineWorker(on_event=lambda event: None), []
+    worker.start()
+    server = LocalServer(port=0, run_on_engine=lambda job: worker.submit("serve", lambda engine: job()),
+                         listener=lambda state, r: states.append(state))
     assert server.engine_thread is None
     server.start()
-    server.set_engine(engine)
     try:
         client = openai.OpenAI(base_url=f"{server.address}/v1", api_key="none", max_retries=0, timeout=60)
+        assert _error(client.models.list)[0] == 503
+        worker.load_model(None).result()
+        worker.submit("serve", server.set_engine).result()
         example = _held_out("units")[0]
         reply = client.chat.completions.create(model="units", messages=_user(example["prompt"]))
         assert reply.choices[0].message.content == example["response"]
@@ -348,8 +351,30 @@ def test_a_host_runs_the_server_on_its_own_engine_thread(served):
         client.close()
     finally:
         server.stop()
-    assert host.call(lambda: "still serving its host").result() == "still serving its host"
-    host.stop()
+        worker.stop()
+
+
+def test_requests_a_host_refuses_to_run_get_503(served):
+    """A host may refuse a batch (the app's worker while no model is loaded): its requests hear so."""
+    from concurrent.futures import Future
+
+    _, _, engine, _ = served
+
+    def refuse(job):
+        future = Future()
+        future.set_exception(RuntimeError("no model is loaded"))
+        return future
+    server = LocalServer(port=0, run_on_engine=refuse)
+    server.start()
+    server.set_engine(engine)
+    try:
+        client = openai.OpenAI(base_url=f"{server.address}/v1", api_key="none", max_retries=0, timeout=60)
+        for _ in range(2):  # and the next request is not stuck behind the refused one
+            status, body = _error(client.chat.completions.create, model="base", messages=_user("hi"))
+            assert status == 503 and body["code"] == "model_loading"
+        client.close()
+    finally:
+        server.stop()
 
 
 def test_serve_command_serves_the_demo_logs_each_request_and_stops_on_ctrl_c():

@@ -2,11 +2,14 @@
 
 What a host does with it:
 - `LocalServer(host=, port=, api_key=, run_on_engine=, listener=)`: `run_on_engine(job)` must run `job()` on
-  the thread that owns the engine, in order with the host's own work there (the app passes its engine
-  worker's queue; without it the server runs its own EngineThread, as `switchboard serve` does).
+  the thread that owns the engine, in order with the host's own work there; it may return a Future that fails
+  when the host refuses the job (the app: `lambda job: worker.submit("serve", lambda engine: job())`, which
+  refuses while no model is loaded; the waiting requests then get 503). Without it the server runs its own
+  EngineThread, as `switchboard serve` does.
 - `start()` binds and serves in a thread of its own -> the address; `stop()` ends the requests in flight and
   the server (a LocalServer is started once).
-- `set_engine(engine)` when a model is ready, `set_engine(None)` while one loads (requests then get 503).
+- `set_engine(engine)` when a model is ready (the app: from a job on its worker, which hands jobs the engine),
+  `set_engine(None)` before another one loads (requests then get 503, and the old model's memory can be freed).
 - `listener(state, request)` hears every served request (see Scheduler; from the engine thread or the
   server's, so a Qt host emits a signal from it): `request.info` (endpoint, model, client, stream, prompt_tokens,
   batch_rows), then `request.text` (list of str), `request.routing` (RoutingEvents) and `request.stats`.

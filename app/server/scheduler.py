@@ -96,8 +96,7 @@ class Scheduler:
             self._pending.append(request)
             self._arriving -= 1
             if not self._scheduled:
-                self._scheduled = True
-                self._run_on_engine(self._run_batch)
+                self._schedule()
             self._cond.notify_all()
 
     def cancel(self, request: ServedRequest):
@@ -130,9 +129,24 @@ class Scheduler:
                 self._generate(batch)
         finally:
             with self._cond:
-                self._scheduled = bool(self._pending)
-                if self._scheduled:
-                    self._run_on_engine(self._run_batch)
+                self._scheduled = False
+                if self._pending:
+                    self._schedule()
+
+    def _schedule(self):  # with self._cond held
+        self._scheduled = True
+        future = self._run_on_engine(self._run_batch)
+        if future is not None:  # a host that may refuse the job: the app's worker while it holds no model
+            future.add_done_callback(self._refused)
+
+    def _refused(self, future):
+        if not future.cancelled() and future.exception() is None:
+            return  # the batch ran (it never raises)
+        with self._cond:
+            waiting, self._pending, self._scheduled = self._pending, [], False
+        for request in waiting:
+            request.deliver("error", Loading("no model is loaded: try again once one is"))
+            self._tell("failed", request)
 
     def _take(self) -> list[ServedRequest]:
         with self._cond:
