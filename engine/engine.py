@@ -119,7 +119,7 @@ class Engine:
         ids = ids[None] if ids.dim() == 1 else ids
         rows, T = ids.shape
         self.apply_mix(mix, rows)
-        self._cached = []  # overwritten below
+        self.forget_kv()
         self.model.setup_caches(rows, cache_len(T))
         return self.model(ids).float()
 
@@ -178,7 +178,6 @@ class Engine:
             # free what this reply allocated; the engine stays usable with a shorter context or a smaller batch
             self.model.drop_caches()
             self.decoder.drop_graphs()
-            self._cached = []
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             first = str(e).splitlines()[0] if str(e) else ""
@@ -196,6 +195,7 @@ class Engine:
         yield from (s.routing[-1] for s in streams)
         self.apply_mix(mixes if rows > 1 else mixes[0], rows)   # before the caches: W0 copies come first
         reuse = self._reusable(prompts[0][0]) if rows == 1 and g.reuse_cache else 0
+        self.forget_kv()  # until this reply ends: one abandoned halfway leaves the cache half rewritten
         needed = longest + g.max_new_tokens
         self.model.setup_caches(rows, self._chat_slots(needed) if rows == 1 else min(cache_len(needed),
                                                                                           self.context_len))
@@ -249,8 +249,6 @@ class Engine:
         elapsed = time.perf_counter() - t_decode
         if rows == 1:
             self._cached, self._cached_prompt, self._cached_key = prompts[0][0] + fed, len(prompts[0][0]), self._kv_key()
-        else:
-            self._cached = []
         for i, s in enumerate(streams):
             yield from s.close(i)
             yield DoneEvent(row=i, stats=self._stats(s, prompts[i], reuse if i == 0 else 0, ttft, elapsed,
@@ -266,6 +264,11 @@ class Engine:
                 "notes": sorted(self._notes), "total_s": time.perf_counter() - t_start}
 
     # ---- the KV cache across turns ------------------------------------------------------------------
+    def forget_kv(self):
+        """The next reply prefills its whole prompt (the caches are about to be written, or were, outside a
+        one-row chat)."""
+        self._cached = []
+
     def _kv_key(self):
         return self.bank.version, self.strategy
 
@@ -357,7 +360,7 @@ class Engine:
             for k in sorted({min(k, len(self.adapters)) for k in (1, 2, 3, 4, 8)} - {0}):
                 self.apply_mix({name: 1 / k for name in self.adapters[:k]})
             self.apply_mix(None)
-        self._cached = []
+        self.forget_kv()
         return time.perf_counter() - t
 
 
