@@ -265,9 +265,13 @@ def read_sidecar(path) -> dict:
 
 
 def _settings_sha256(sidecar) -> str:
-    """sha256 of what decides the routing besides the weights, and of the weights' own sha256."""
+    """sha256 of what decides the routing besides the weights, and of the weights' own sha256. Not of where the
+    tokenizer is: a moved model folder is reported as such by Featurizer.from_settings."""
     keys = ("format", "version", "adapters", "featurizer", "net", "weights_sha256")
-    return hashlib.sha256(json.dumps({k: sidecar.get(k) for k in keys}, sort_keys=True).encode()).hexdigest()
+    settings = {k: sidecar.get(k) for k in keys}
+    if isinstance(settings["featurizer"], dict):
+        settings["featurizer"] = {k: v for k, v in settings["featurizer"].items() if k != "tokenizer_dir"}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
 def _count(value, most) -> bool:
