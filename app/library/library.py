@@ -47,17 +47,21 @@ class Library:
         f = self._folder(name, self._store.index()) / EXAMPLES
         return read_examples_file(f) if f.is_file() else []
 
+    def router_file(self) -> Path | None:
+        """The current router pair's weights file, or None when no router has been trained."""
+        router = self._store.index().router
+        return None if router is None else self.root / router["file"]
+
     def router_info(self) -> dict | None:
         """The current router: {"path", "adapters", "report" (accuracy, per_adapter, confusion, labels, ...),
         "matches": whether it was trained for exactly the loadable adapters, in order}; None when there is none."""
         from engine.router import read_sidecar
 
-        idx = self._store.index()
-        if idx.router is None:
+        path = self.router_file()
+        if path is None:
             return None
-        path = self.root / idx.router["file"]
         side = read_sidecar(path)
-        loadable = [a.name for a in map(self._store.info, idx.adapters) if a.loadable]
+        loadable = [a.name for a in self.list() if a.loadable]
         return {"path": path, "adapters": side["adapters"], "report": side.get("report"),
                 "matches": side["adapters"] == loadable}
 
