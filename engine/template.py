@@ -121,11 +121,12 @@ class _Environment(ImmutableSandboxedEnvironment):
 
     def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 - jinja's own signature
         _check_args((*args, *kwargs.values()))
-        owner = getattr(__obj, "__self__", None)
+        method = getattr(__obj, "__wrapped__", __obj)  # jinja wraps str.format to format in the sandbox
+        owner = getattr(method, "__self__", None)
         if isinstance(owner, str):
-            if __obj.__name__ in _GROWING:
-                _expect(_GROWING[__obj.__name__](owner, *args, **kwargs))
-            if __obj.__name__ in ("format", "format_map"):
+            if method.__name__ in _GROWING:
+                _expect(_GROWING[method.__name__](owner, *args, **kwargs))
+            if method.__name__ in ("format", "format_map"):
                 _check_format(owner)
         return _check(super().call(__context, __obj, *args, **kwargs))
 
