@@ -33,9 +33,9 @@ def open_engine(model_dir=None, *, library_dir=None, device="auto", dtype="auto"
         from .library import Library
 
         library = Library(library_dir)
+        notes = library.problems()  # before loading: a writer repairs what it can
         refused = library.load_into(engine, progress=progress)
         colors = {a.name: a.color for a in library.list() if a.color}
-        notes = library.problems()
         if engine.adapters and library.router_file() is None:
             notes.append("no router has been trained for these adapters: every sentence uses the base model "
                          "(retrain it in the app: Library > Adapter library…, Router tab)")
