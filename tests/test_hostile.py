@@ -215,6 +215,11 @@ def test_chat_library_reports_refused_adapters_and_router(routed, tmp_path, llam
 
     (lib.root / "index.json").write_text(json.dumps({**json.loads((lib.root / "index.json").read_text()),
                                                      "router": None}))
+    assert cli.main(args) == 0  # a null record beside a router on disk: it is used (and its problem said)
+    err = capsys.readouterr().err
+    assert "the router record was null; using router-1.safetensors" in err and "not a LoRA Switchboard" in err
+    for f in lib.root.glob("router-1.*"):
+        f.unlink()
     assert cli.main(args) == 0
     assert "no router has been trained" in capsys.readouterr().err
 

@@ -104,15 +104,16 @@ class Storage:
         folder that is not a library of this version (nothing there is touched then)."""
         path = self.root / INDEX
         problems = []
+        missing = False
         try:
             raw = json.loads(path.read_bytes())
         except FileNotFoundError:
-            raw = None
+            raw, missing = None, True
         except OSError as e:
             raise LibraryError(f"{printable(path)}: cannot read the library index ({e})") from None
         except (ValueError, RecursionError) as e:
             raw, problems = None, [f"{printable(path)} was damaged ({e}); rebuilt from the adapter folders"]
-        if raw is not None:
+        if not missing and not problems:
             if isinstance(raw, dict) and raw.get("format") == FORMAT and _is_int(raw.get("version")) \
                     and raw["version"] != VERSION:
                 raise LibraryError(f"{printable(path)}: library format version {raw['version']}, this app reads "
@@ -130,8 +131,8 @@ class Storage:
             listed = []
         names = [n for n in dict.fromkeys(n for n in listed if isinstance(n, str)) if n in folders]
         names += sorted(set(folders) - set(names))
-        router, trusted = self._router(raw, problems)
-        dirty = raw is None and bool(names or router) or raw is not None and (
+        router, trusted = self._router(raw, missing, problems)
+        dirty = (not isinstance(raw, dict) and bool(names or router or not missing)) or isinstance(raw, dict) and (
             names != raw.get("adapters") or router != raw.get("router"))
         return Index(names, router, dirty, trusted, problems)
 
@@ -153,12 +154,19 @@ class Storage:
                 folders.add(d.name)
         return folders
 
-    def _router(self, raw, problems) -> tuple[dict | None, bool]:
+    def _router(self, raw, missing, problems) -> tuple[dict | None, bool]:
         """-> (router record, trusted). A record is kept when it names a router file on disk (a damaged
-        "examples" is reset: the next retrain is then a full one); otherwise the newest complete pair is adopted."""
+        "examples" is reset: the next retrain is then a full one). Otherwise the newest complete pair is adopted,
+        else the newest pair at all (loading then says what is wrong with it): never none while a pair is there
+        (also when the record is null: a first retrain cut short before its commit left a complete pair). So a
+        pair is only ever deleted beside a complete one that the index names, or, under a null record, when its
+        weights are there without the sidecar that Router.save writes after them."""
         rec = raw.get("router") if raw is not None else None
+        pairs = sorted(self._router_pairs(), key=lambda p: -int(ROUTER_FILE.fullmatch(p.name)[1]))
         if raw is not None and rec is None:
-            return None, True
+            pairs = [p for p in pairs if sidecar(p).exists()]  # weights alone: a save cut short, a leftover
+            if not pairs:
+                return None, True
         if isinstance(rec, dict) and isinstance(rec.get("file"), str) and ROUTER_FILE.fullmatch(rec["file"]) \
                 and (self.root / rec["file"]).is_file():
             examples = rec.get("examples")
@@ -167,15 +175,13 @@ class Storage:
             problems.append(f"{printable(self.root / INDEX)}: the router's example digests were damaged; the next "
                             "retrain is a full one")
             return {"file": rec["file"], "examples": {}}, True
-        pairs = sorted(self._router_pairs(), key=lambda p: -int(ROUTER_FILE.fullmatch(p.name)[1]))
-        adopted = next((p for p in pairs if router_pair_complete(p)), None)
-        if raw is not None or adopted is not None:
-            what = "missing" if raw is None else "damaged"
+        adopted = next((p for p in pairs if router_pair_complete(p)), pairs[0] if pairs else None)
+        if not missing or adopted is not None:
+            what = "missing" if missing else "null" if raw is not None and rec is None else "damaged"
             problems.append(f"{printable(self.root / INDEX)}: the router record was {what}; "
-                            + (f"using {adopted.name}, the newest complete router" if adopted else
-                               "no complete router is on disk, retrain the router"))
+                            + (f"using {adopted.name}, the newest router on disk" if adopted else
+                               "no router is on disk, retrain the router"))
         return ({"file": adopted.name, "examples": {}} if adopted else None), False
-
     def _router_pairs(self) -> list[Path]:
         return [p for p in self.root.glob("router-*.safetensors") if ROUTER_FILE.fullmatch(p.name)]
 
@@ -257,7 +263,7 @@ class Storage:
         # a router pair is a leftover only beside a complete current one named by an index we wrote
         if stale and idx.trusted and (current is None or router_pair_complete(self.root / current)):
             for p in stale:
-                p.with_suffix(".json").unlink(missing_ok=True)
+                sidecar(p).unlink(missing_ok=True)
                 p.unlink()
         for p in self.root.glob(".*.tmp"):  # atomic writes (ours and Router.save's) cut short
             if _ATOMIC_TMP.fullmatch(p.name):
@@ -268,10 +274,14 @@ class Storage:
                 idx.dirty = False
 
 
+def sidecar(path: Path) -> Path:
+    return path.with_suffix(".json")  # as engine.router.sidecar_path, without importing torch
+
+
 def router_pair_complete(path: Path) -> bool:
     """Both files of the router pair are there and the sidecar describes these weights (as Router.load checks)."""
     try:
-        side = json.loads(path.with_suffix(".json").read_bytes())
+        side = json.loads(sidecar(path).read_bytes())
         return isinstance(side, dict) and side.get("weights_sha256") == hashlib.sha256(path.read_bytes()).hexdigest()
     except (OSError, ValueError, RecursionError):
         return False
