@@ -26,6 +26,7 @@ FORMAT, VERSION = "lora-switchboard-library", 1
 MIN_EXAMPLES = 20                       # fewer router examples than this and an adapter is flagged
 INDEX, MODEL, META, EXAMPLES = "index.json", "model.json", "meta.json", "examples.jsonl"
 ROUTER_FILE = re.compile(r"router-(\d+)\.safetensors")
+_ROUTER_ANY = re.compile(r"router-\d+\.(safetensors|json)")   # either file of a pair
 COLOR = re.compile(r"#[0-9a-fA-F]{6}")
 LOCK_TIMEOUT_S = 600                    # another program holding the lock longer than this is reported
 # what engine.atomic leaves behind when a write of a library record is cut short
@@ -259,11 +260,11 @@ class Storage:
                 else:
                     p.unlink()
         current = idx.router["file"] if idx.router else None
-        stale = [p for p in self._router_pairs() if p.name != current]
-        # a router pair is a leftover only beside a complete current one named by an index we wrote
+        stale = [p for p in self.root.glob("router-*") if _ROUTER_ANY.fullmatch(p.name)
+                 and p.with_suffix(".safetensors").name != current]
+        # a router file is a leftover only beside a complete current pair named by an index we wrote
         if stale and idx.trusted and (current is None or router_pair_complete(self.root / current)):
             for p in stale:
-                sidecar(p).unlink(missing_ok=True)
                 p.unlink()
         for p in self.root.glob(".*.tmp"):  # atomic writes (ours and Router.save's) cut short
             if _ATOMIC_TMP.fullmatch(p.name):
