@@ -236,8 +236,7 @@ def build(tmp: Path) -> tuple[list[Attack], list]:
     lib = fresh_library(routed=True)
     weights = lib / "adapters" / "beta" / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
-    chat("damaged library records", "a truncated adapter, chat --library", lib, "corrupt or truncated", "refuse",
-         protect=[])
+    chat("damaged library records", "a truncated adapter, chat --library", lib, "corrupt or truncated", "refuse")
 
     # -- names that are not UTF-8
     raw = os.fsdecode(b"ad\xffapter")
