@@ -119,11 +119,22 @@ DAMAGE = {
     "odd file name": lambda idx: {**idx, "router": {**idx["router"], "file": "router-1.bin"}},
     "router a string": lambda idx: {**idx, "router": "router-1.safetensors"},
     "names a missing file": lambda idx: {**idx, "router": {**idx["router"], "file": "router-9.safetensors"}},
+    "router null": lambda idx: {**idx, "router": None},
     "adapters not a list": lambda idx: {**idx, "adapters": 5},
     "a JSON list": lambda idx: [idx],
     "missing": None,
     "torn": "{ torn",
 }
+
+
+def damage_index(index: Path, edit):
+    """Apply one of DAMAGE's edits to index.json (also used by scripts/hostile_probe.py)."""
+    if edit is None:
+        index.unlink()
+    elif isinstance(edit, str):
+        index.write_text(edit)
+    else:
+        index.write_text(json.dumps(edit(json.loads(index.read_text()))))
 
 
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
@@ -132,13 +143,7 @@ def test_damaged_index_never_deletes_the_router(routed, tmp_path, llama_dir, dam
     index = lib.root / "index.json"
     weights = lib.root / "router-1.safetensors"
     blob = weights.read_bytes()
-    edit = DAMAGE[damage]
-    if edit is None:
-        index.unlink()
-    elif isinstance(edit, str):
-        index.write_text(edit)
-    else:
-        index.write_text(json.dumps(edit(json.loads(index.read_text()))))
+    damage_index(index, DAMAGE[damage])
     from app.loading import open_engine
 
     opened = open_engine(llama_dir, library_dir=lib.root, device="cpu")  # chat --library: a reader and a writer
