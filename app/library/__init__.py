@@ -27,7 +27,8 @@ Crash safety (a SIGKILL or power cut at any instant):
   are emptied by the next writer, and unnamed router pairs deleted when the index names a complete one.
 - meta.json and examples.jsonl are each replaced atomically.
 Every write holds an exclusive lock on `.lock`, so the app and `switchboard library` can share a library.
-Reading and loading take no lock and write nothing, so a read-only library can be chatted with.
+Reading takes no lock and writes nothing; loading into an engine records the model in model.json only when
+it changed and can be written, so a read-only library can be chatted with.
 Damaged records (hand edits, broken disks) are repaired or reported, never a reason to delete (storage.py).
 
 Files: storage.py (the records, the lock, clean-up), importer.py (what a drop holds, copying it in),

@@ -19,8 +19,6 @@ from engine.adapter_io import CONFIG, KEY, PICKLES, SAFETENSORS, check_members, 
 from engine.errors import AdapterError, ExamplesError
 from engine.examples import read_examples_file
 
-from engine import atomic
-
 from .storage import EXAMPLES, LibraryError, jsonl
 
 SOURCE_EXAMPLES = (EXAMPLES, "examples.txt")  # examples an imported folder brings (e.g. from another library)
@@ -60,7 +58,7 @@ def expand(path: Path) -> list:
     label = printable(path)
     try:
         if path.is_dir():
-            if (path / CONFIG).exists() or (path / CONFIG).is_symlink():
+            if os.path.lexists(path / CONFIG):  # a link or a FIFO too: copying refuses it by name
                 return [Item(label, path.resolve().name, folder=path)]
             peft_files = (CONFIG, SAFETENSORS, *PICKLES)
             items = []
@@ -69,7 +67,7 @@ def expand(path: Path) -> list:
                         p.is_file() and p.suffix.lower() == ".zip":
                     if p.is_symlink():
                         items.append(refused(printable(p), f"{printable(p)}: a symbolic link (to "
-                                             f"{printable(os.readlink(p))}); drop the folder it points to instead"))
+                                             f"{printable(os.readlink(p))}); drop what it points to instead"))
                     else:
                         items += expand_zip(p) if p.is_file() else [Item(printable(p), p.name, folder=p)]
             if not items:
