@@ -25,7 +25,8 @@ from .errors import SwitchboardError
 MAX_SECONDS = 2.0
 MAX_CHARS = 1 << 22       # of the rendered prompt, and of any string or list the template builds
 MAX_NUMBER = 100_000      # integer arguments (widths, counts) larger than this are refused (jinja's range cap)
-_WIDE_FORMAT = re.compile(r"\d{5,}|\*")   # a width or precision of 5+ digits, or one taken from an argument
+_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\d+)?(?:\.(\d+))?")   # "%-10.3f": width, precision
+_BRACE_SPEC = re.compile(r"\{[^{}]*?:([^{}]*)\}")                             # "{0:>10}": the spec
 
 
 class _Overrun(Exception):
@@ -62,9 +63,15 @@ def _expect(size: int):
         raise _Overrun(f"would build a value of {size} characters, over {MAX_CHARS}")
 
 
-def _check_format(fmt):
-    if isinstance(fmt, str) and _WIDE_FORMAT.search(re.sub(r"\{[^{}:]*\}", "", fmt).replace("%%", "")) \
-            and ("%" in fmt or ":" in fmt):
+def _check_format(fmt, percent: bool):
+    """Refuse a %-format (percent) or str.format string whose widths or precisions exceed MAX_NUMBER."""
+    if not isinstance(fmt, str):
+        return
+    if percent:
+        numbers = [n for m in _PERCENT_SPEC.finditer(fmt) for n in m.groups() if n]
+    else:
+        numbers = [n for m in _BRACE_SPEC.finditer(fmt) for n in re.findall(r"\d+", m[1])]
+    if any(int(n) > MAX_NUMBER for n in numbers):
         raise _Overrun(f"formats with a width or precision too large: {fmt[:40]!r}")
 
 
@@ -114,7 +121,7 @@ class _Environment(ImmutableSandboxedEnvironment):
         if operator == "**" and isinstance(left, int) and isinstance(right, int) and abs(left) > 1:
             _expect(right * abs(left).bit_length() // 8)  # the result's bytes
         if operator == "%":
-            _check_format(left)
+            _check_format(left, percent=True)
         if operator == "+":
             _expect(_size(left) + _size(right))
         return _check(super().call_binop(context, operator, left, right))
@@ -127,7 +134,7 @@ class _Environment(ImmutableSandboxedEnvironment):
             if method.__name__ in _GROWING:
                 _expect(_GROWING[method.__name__](owner, *args, **kwargs))
             if method.__name__ in ("format", "format_map"):
-                _check_format(owner)
+                _check_format(owner, percent=False)
         return _check(super().call(__context, __obj, *args, **kwargs))
 
 
@@ -140,7 +147,7 @@ def _bounded_filter(name, f):
         if name in _GROWING and values:
             _expect(_GROWING[name](*values, **kwargs))
         if name == "format" and values:
-            _check_format(values[0])
+            _check_format(values[0], percent=True)
         return _check(f(*args, **kwargs))
     return bounded
 
