@@ -257,8 +257,9 @@ class _Patterns:
     """PEFT 0.21's rank_pattern / alpha_pattern rule (get_pattern_key): the first key k, in file order, with
     re.match(rf"(.*\\.)?({k})$", module) wins; otherwise the config-wide default. Matched here as k matching the
     whole of the module name from its start or from just after a dot (the same thing, without the leading
-    `.*` to backtrack over), by the `regex` module with a deadline, so a key like "(.|.|.)*Z" is refused after
-    PATTERN_SECONDS instead of running for hours."""
+    `.*` to backtrack over), by the `regex` module with a deadline: "(.|.|.)*Z", which Python's re never
+    finishes on a module name, is decided at once, and a key that still backtracks without end (such as
+    "(.*){1,32000}[bc]") is refused after PATTERN_SECONDS instead of hanging the app."""
 
     def __init__(self, label, config):
         import regex
