@@ -267,7 +267,7 @@ def build(tmp: Path) -> tuple[list[Attack], list]:
             "sys.exit(subprocess.call([sys.executable, '-c', sys.argv[4], 'library', 'remove', 'alpha',"
             " '--library', sys.argv[1]]))", full / "lib2", alpha, full / "filler", CLI), "accept", "removed alpha"))
     attacks.append(Attack("disk full", "ENOSPC on the index write (injected): import", snippet(
-        inject, "library", "add", alpha, "--library", fresh_library(routed=True)), "refuse", "nothing was added"))
+        inject, "library", "add", alpha, "--library", fresh_library()), "refuse", "nothing was added"))
     lib = fresh_library(routed=True)
     attacks.append(Attack("disk full", "ENOSPC on the index write (injected): remove", snippet(
         inject, "library", "remove", "alpha", "--library", lib), "accept", "removed alpha",
