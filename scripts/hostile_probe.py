@@ -289,6 +289,7 @@ def build(tmp: Path) -> tuple[list[Attack], list]:
                                       cli("library", *command, "--library", view), expect, words, protected(ro)))
 
     # -- bad config.json values
+    huge_vocab = None
     for what, changes in {"vocab_size 1e12": {"vocab_size": 10**12}, "hidden_size 1e6": {"hidden_size": 10**6},
                           "intermediate_size 1e9": {"intermediate_size": 10**9},
                           "num_hidden_layers 100000": {"num_hidden_layers": 100000},
@@ -300,6 +301,7 @@ def build(tmp: Path) -> tuple[list[Attack], list]:
         bad = Path(shutil.copytree(model, tmp / "models" / str(n[0])))
         (bad / "config.json").write_text("[1]") if changes is None else edit_json(bad / "config.json", **changes)
         chat("bad config.json values", f"chat --model, {what}", None, "config.json", "refuse", model_dir=bad)
+        huge_vocab = huge_vocab if changes != {"vocab_size": 10**12} else bad
     n[0] += 1
     legacy = Path(shutil.copytree(model, tmp / "models" / str(n[0])))
     torch.save(load_file(legacy / "model.safetensors"), legacy / "pytorch_model.bin",
@@ -311,7 +313,7 @@ def build(tmp: Path) -> tuple[list[Attack], list]:
     attacks.append(Attack("bad config.json values", "Engine.load, vocab_size 1e12", snippet(
         "import sys; from engine import Engine, ModelError\n"
         "try: Engine.load(sys.argv[1], device='cpu')\n"
-        "except ModelError as e: print('refused:', e); sys.exit(2)", tmp / "models" / "1"), "refuse",
+        "except ModelError as e: print('refused:', e); sys.exit(2)", huge_vocab), "refuse",
         "vocab_size must be"))
 
     # -- bad chat templates (transformers' path: the test model; light loading: the bundled demo model)
@@ -328,10 +330,7 @@ def build(tmp: Path) -> tuple[list[Attack], list]:
         for path, base in (("transformers", model), ("light", demo)):
             n[0] += 1
             folder = Path(shutil.copytree(base, tmp / "models" / str(n[0])))
-            if path == "light":
-                (folder / "chat_template.jinja").write_text(source)
-            else:
-                edit_json(folder / "tokenizer_config.json", chat_template=source)
+            (folder / "chat_template.jinja").write_text(source)  # where both save it, ahead of tokenizer_config
             chat("bad chat templates", f"{what} ({path})", None, "the chat template of", "refuse", model_dir=folder)
 
     # -- zip bombs by size and by count
