@@ -133,8 +133,9 @@ class Storage:
         names = [n for n in dict.fromkeys(n for n in listed if isinstance(n, str)) if n in folders]
         names += sorted(set(folders) - set(names))
         router, trusted = self._router(raw, missing, problems)
-        dirty = (not isinstance(raw, dict) and bool(names or router or not missing)) or isinstance(raw, dict) and (
-            names != raw.get("adapters") or router != raw.get("router"))
+        written = raw if isinstance(raw, dict) else {}
+        dirty = bool(not missing or names or router) and (names, router) != (written.get("adapters"),
+                                                                             written.get("router"))
         return Index(names, router, dirty, trusted, problems)
 
     def _folders(self, problems) -> set[str]:
@@ -183,6 +184,7 @@ class Storage:
                             + (f"using {adopted.name}, the newest router on disk" if adopted else
                                "no router is on disk, retrain the router"))
         return ({"file": adopted.name, "examples": {}} if adopted else None), False
+
     def _router_pairs(self) -> list[Path]:
         return [p for p in self.root.glob("router-*.safetensors") if ROUTER_FILE.fullmatch(p.name)]
 
