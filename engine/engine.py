@@ -335,11 +335,16 @@ class Engine:
         if self.decoder.compile_error is not None:
             raise SwitchboardError(f"compiling the decode step failed: {self.decoder.compile_error}")
         for sampled in (False, True):  # prefill, both samplers' first graphs, the KV cache of a chat
-            for _ in self.generate([{"role": "user", "content": "Hello"}], max_new_tokens=4, ignore_eos=True,
-                                   temperature=0.7 if sampled else 0.0, reuse_cache=False):
+            for _ in self.generate([{"role": "user", "content": "Hello"}], mix={}, max_new_tokens=4,
+                                   ignore_eos=True, temperature=0.7 if sampled else 0.0, reuse_cache=False):
                 pass
         if wait:
-            self.decoder.capture_views(self.model, self.bank.graph_key())
+            with torch.inference_mode():
+                self.decoder.capture_views(self.model, self.bank.graph_key())
+        if self.device.type == "cuda":  # the merge kernel's block sizes and switch graphs of mixes of 1-8 adapters
+            for k in sorted({min(k, len(self.adapters)) for k in (1, 2, 3, 4, 8)} - {0}):
+                self.apply_mix({name: 1 / k for name in self.adapters[:k]})
+            self.apply_mix(None)
         self._cached = []
         return time.perf_counter() - t
 
