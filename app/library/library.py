@@ -190,7 +190,6 @@ class Library:
             if loaded:
                 engine.add_adapter(target, name=new)
                 names = [n for n in names if n != new] + [new]  # where the bank put it
-                _forget_stale_router(engine)
             self._store.write_index(names, idx.router)
 
     def set_color(self, name: str, color: str | None):
@@ -210,8 +209,7 @@ class Library:
                 engine.add_adapter(folder, name=name)
                 names = [n for n in names if n != name] + [name]  # where the bank put it
             elif engine is not None and not enabled and name in engine.adapters:
-                engine.remove_adapter(name)
-                _forget_stale_router(engine)
+                engine.remove_adapter(name)  # its router keeps routing among the others until a retrain
             self._store.update_meta(folder, enabled=bool(enabled))
             if names != idx.adapters:
                 self._store.write_index(names, idx.router)
@@ -230,7 +228,6 @@ class Library:
                 pass
         if engine is not None and name in engine.adapters:
             engine.remove_adapter(name)
-            _forget_stale_router(engine)
 
     def set_examples(self, name: str, prompts):
         """Replace the adapter's router examples (an empty list removes them)."""
@@ -361,12 +358,6 @@ class Library:
             raise AdapterError(f"no adapter named '{printable(name)}' in the library {printable(self.root)} "
                                f"(it has: {', '.join(idx.adapters) or 'none'})")
         return self.adapters_dir / name
-
-
-def _forget_stale_router(engine):
-    """The engine's router could pick an adapter the bank no longer has: drop it until the next retrain."""
-    if engine.router is not None and not set(engine.router.adapters) <= set(engine.adapters):
-        engine.router = None
 
 
 def _digest(prompts: list[str]) -> str:
