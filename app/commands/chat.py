@@ -41,6 +41,10 @@ def run(args) -> int:
         opened = open_engine(args.model, library_dir=args.library, device=args.device, dtype=args.dtype,
                              allow_pickle=args.allow_pickle)
         print(f"[{opened.description}]", file=sys.stderr)
+        for path, reason in opened.refused:
+            print(f"[refused {path}: {reason}]", file=sys.stderr)
+        for note in opened.notes:
+            print(f"[{note}]", file=sys.stderr)
         messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
                    [{"role": "user", "content": args.prompt}]
         events = opened.engine.generate(
