@@ -3,12 +3,12 @@
 Extra flags (for packaging/screenshot.sh and quick tries): --model DIR opens that model and --library DIR that
 adapter library for this run only;
 --prompt TEXT sends it once the model is ready; --screenshot PNG saves the window after that reply and quits."""
-import argparse
 import sys
 
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
+from app.commands.options import app_parser
 from app.icon import APP_ID
 from app.settings import APPLICATION, ORGANIZATION, Settings
 
@@ -16,14 +16,9 @@ from app.settings import APPLICATION, ORGANIZATION, Settings
 def main(argv: list[str] | None = None) -> int:
     """argv: the arguments after the program name (as app.cli passes them)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(prog="switchboard")
-    parser.add_argument("--model", help="model folder to open (not saved to settings)")
-    parser.add_argument("--library", help="adapter library folder to use (not saved to settings)")
-    parser.add_argument("--prompt", help="send this message once the model is ready")
-    parser.add_argument("--screenshot", help="save the window as this PNG after the reply, then quit")
-    args, qt_args = parser.parse_known_args(argv)
+    args = app_parser().parse_args(argv)  # an unknown flag is an error (it used to go to Qt, silently)
 
-    app = QApplication.instance() or QApplication(["switchboard", *qt_args])
+    app = QApplication.instance() or QApplication(["switchboard"])
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)
     app.setStyle("Fusion")
