@@ -72,7 +72,7 @@ def test_chat_explains_a_bad_model_folder(tmp_path, capsys):
     (["chat", "--top-p", "5", PROMPT], "must be in (0, 1], got 5.0"),
     (["chat", "--top-p", "nan", PROMPT], "expected a finite number, got 'nan'"),
     (["chat", "--max-adapters", "0", PROMPT], "argument --max-adapters: must be at least 1"),
-    (["chat", "--device", "bogus", PROMPT], "unknown device 'bogus': use auto, cpu, cuda, cuda:N or mps"),
+    (["chat", "--device", "bogus", PROMPT], "unknown device 'bogus': use auto, cpu, cuda or cuda:N"),
     (["chat", "--dtype", "f8", PROMPT], "argument --dtype: invalid choice: 'f8'"),
     (["chat", "--temperature", "-1", PROMPT], "argument --temperature: must be 0 (greedy) or more, got -1.0"),
     (["chat", "--temperature", "hot", PROMPT], "argument --temperature: expected a number, got 'hot'"),

@@ -15,7 +15,7 @@ def add_parser(sub):
                                    "variant interleaved and prints a table (medians over --runs rounds).")
     p.add_argument("--shape", default="tiny", choices=["llama3-8b", "qwen2-1.5b", "tiny"])
     p.add_argument("--model", type=options.folder, metavar="DIR", help="a local model folder instead of --shape")
-    p.add_argument("--device", type=options.device, default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument("--device", type=options.device, default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--dtype", choices=options.DTYPES, default="auto")
     p.add_argument("--adapters", type=options.integer, default=100, metavar="N",
                    help=f"random rank-R adapters to load (0: base only; else at least {MIX}, the size of the timed "

@@ -24,7 +24,7 @@ def add_parser(sub):
     p.add_argument("--router", type=options.router_file, metavar="FILE",
                    help="route with this router (NAME.safetensors + NAME.json, trained for the loaded adapters in "
                         "their order) instead of the library's")
-    p.add_argument("--device", type=options.device, default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument("--device", type=options.device, default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--dtype", choices=options.DTYPES, default="auto")
     p.add_argument("--allow-pickle", action="store_true", help="load .bin/.pt weights (only for trusted files)")
     p.add_argument("--system", help="a system prompt")

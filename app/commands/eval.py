@@ -22,7 +22,7 @@ def add_parser(sub):
                    metavar="N")
     p.add_argument("--top-p", type=options.setting("top_p", options.number), default=0.8, metavar="P",
                    help="routing top-p")
-    p.add_argument("--device", type=options.device, default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument("--device", type=options.device, default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--json", metavar="FILE", help="write all numbers to this file")
 
 

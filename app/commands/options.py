@@ -13,7 +13,7 @@ from engine.errors import SwitchboardError
 from engine.generation import GenerationSettings
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")
-_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 class Parser(argparse.ArgumentParser):
@@ -75,7 +75,7 @@ def folder(text: str) -> str:
 
 def device(text: str) -> str:
     if not _DEVICE.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"unknown device {text!r}: use auto, cpu, cuda, cuda:N or mps")
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}: use auto, cpu, cuda or cuda:N")
     return text
 
 
