@@ -97,7 +97,7 @@ def engine_decode(engine: Engine, prompt, new: int, mixes=(), switch_every: int 
     generate()'s: one host read per token."""
     dev = engine.device
     rows, T = prompt.shape
-    engine.model.setup_caches(rows, cache_len(T + new), engine.model.rope_table)
+    engine.model.setup_caches(rows, cache_len(T + new))
     pad = torch.zeros(rows, dtype=torch.long, device=dev)
     params = torch.tensor([0.0, 0, 1, 1], device=dev)
     mixes = list(mixes)
@@ -105,7 +105,7 @@ def engine_decode(engine: Engine, prompt, new: int, mixes=(), switch_every: int 
     sync(dev)
     t0 = time.perf_counter()
     with torch.inference_mode():
-        nxt = prefill(engine.model, prompt, torch.arange(T, device=dev), pad, None, params, True)
+        nxt = prefill(engine.model, prompt, 0, None, None, params, True)
         tokens = [nxt.tolist()]
         t1 = time.perf_counter()
         engine.decoder.begin(nxt, T, pad, None, params)

@@ -115,12 +115,12 @@ def device_runs(devices: list[torch.device]) -> list[tuple[int, int]]:
     return runs
 
 
-def build(args: ModelArgs, devices: list[torch.device], dtype: torch.dtype) -> Transformer:
+def build(args: ModelArgs, devices: list[torch.device], dtype: torch.dtype, rope_table) -> Transformer:
     """Allocate the model. Each fused linear is one stacked tensor per device run whose slices are the
     layers' weights; model.kind_stacks[kind] lists the row slices [n, out, in] holding each HF kind."""
     with torch.device("meta"):
-        model = Transformer(args)
-    model.kind_stacks = {kind: [] for kind in LINEAR_KINDS}  # kind -> [(first layer, [n, out, in] view)]
+        model = Transformer(args, rope_table)
+    model.kind_stacks.update({kind: [] for kind in LINEAR_KINDS})
     for fused, (parent, _) in FUSED.items():
         d_in, d_out = args.fused_shape(fused)
         for start, stop in device_runs(devices):
@@ -175,7 +175,7 @@ def load_model(model_dir, device: str = "auto", dtype: str = "auto", allow_pickl
 def assemble(cfg, device: torch.device, dtype: torch.dtype, tensors, where: str) -> Transformer:
     """Build the Transformer for `cfg` and fill it from (name, tensor) pairs in Hugging Face naming."""
     args = ModelArgs.from_hf(cfg)
-    model = build(args, layer_devices(args, device, dtype), dtype)
+    model = build(args, layer_devices(args, device, dtype), dtype, make_rope_table(cfg))
     params = hf_targets(model)
     filled = set()
     with torch.no_grad():
@@ -197,7 +197,6 @@ def assemble(cfg, device: torch.device, dtype: torch.dtype, tensors, where: str)
     missing = sorted(set(params) - filled)
     if missing:
         raise ModelError(f"{where}: the weights lack {len(missing)} tensors the config needs, e.g. {missing[0]}")
-    model.rope_table = make_rope_table(cfg)
     return model.eval()
 
 
