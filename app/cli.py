@@ -9,8 +9,9 @@ from importlib.metadata import PackageNotFoundError, version
 from app.commands.options import Parser, app_parser
 
 COMMANDS = ["chat", "library", "router", "eval", "bench", "install_desktop_entry"]
-# Qt platforms that draw on a display server; the others (offscreen, vnc, eglfs, ...) need none
-DISPLAY_PLATFORMS = ("xcb", "")
+# QT_QPA_PLATFORM values that need an X11 display ("": unset, and Qt then picks xcb unless WAYLAND_DISPLAY is set);
+# offscreen, vnc, eglfs, ... need none, and wayland finds its socket without WAYLAND_DISPLAY
+X11_PLATFORMS = ("xcb", "")
 
 
 def _version() -> str:
@@ -40,7 +41,7 @@ def no_display() -> str | None:
     if sys.platform in ("win32", "darwin"):
         return None
     platform = os.environ.get("QT_QPA_PLATFORM", "").split(";")[0].split(":")[0]
-    if platform not in DISPLAY_PLATFORMS or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+    if platform not in X11_PLATFORMS or os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
         return None
     return ("switchboard: no display to open the window on (DISPLAY and WAYLAND_DISPLAY are not set); start it "
             "from a desktop session (or ssh -X), or use a command that needs no window: switchboard chat \"...\" "
