@@ -18,6 +18,7 @@ from .decode import cache_len, prefill
 from .engine import Engine
 from .model import DTYPES, assemble, resolve_device
 from .transformer import LINEAR_KINDS
+from .workloads import synthetic_tokenizer
 
 SHAPES = {
     "llama3-8b": dict(model_type="llama", hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
@@ -58,7 +59,8 @@ def build(shape: str | None, model_dir: str | None, device: str, dtype: str):
         with torch.device(dev):
             hf = AutoModelForCausalLM.from_config(cfg, dtype=dt)
         state = hf.state_dict()
-        engine = Engine(assemble(cfg, dev, dt, state.items(), shape), None, cfg, Path(shape))
+        engine = Engine(assemble(cfg, dev, dt, state.items(), shape), synthetic_tokenizer(cfg.vocab_size), cfg,
+                        Path(shape))
         del hf
 
     def hf_model():
@@ -154,12 +156,6 @@ def run(shape="tiny", model_dir=None, device="auto", dtype="auto", adapters=100,
            "dtype": str(dt).removeprefix("torch."), "params": params, "prompt": prompt_len, "new": new,
            "runs": runs, "adapters": adapters, "rank": rank, "targets": list(targets)}
 
-    # compile warm-up (one-off per model load): the first decode captures the graphs
-    t = time.perf_counter()
-    engine_decode(engine, prompt, 8)
-    res["compile_s"] = time.perf_counter() - t
-    log(f"compile + warm-up: {res['compile_s']:.1f} s")
-
     tmp = tempfile.TemporaryDirectory()
     names = []
     if adapters:
@@ -179,6 +175,12 @@ def run(shape="tiny", model_dir=None, device="auto", dtype="auto", adapters=100,
         res["bank_bytes"] = bank * torch.finfo(dt).bits // 8
         log(f"imported {adapters} adapters in {res['import_s']:.1f} s; they hold {used / 1e6:.1f} M params "
             f"({res['adapter_params_pct_of_model']:.3f}% of the model)")
+    # compile warm-up (one-off per model load, the adapters' gathered modules included)
+    t = time.perf_counter()
+    engine.warmup()
+    res["compile_s"] = time.perf_counter() - t
+    log(f"compile + warm-up: {res['compile_s']:.1f} s")
+    if adapters:
         # warm the fused paths (merged single stream, gathered batch) before timing
         engine_decode(engine, prompt, 8, [random_mix(names, 3, rng)])
         engine_decode(engine, prompt.repeat(batch, 1), 8, [[random_mix(names, 3, rng) for _ in range(batch)]])
@@ -201,10 +203,11 @@ def run(shape="tiny", model_dir=None, device="auto", dtype="auto", adapters=100,
 
     samples = {}
     def add(key, value):
-        samples.setdefault(key, []).append(value)
+        if r >= 0:
+            samples.setdefault(key, []).append(value)
 
-    for r in range(runs):
-        log(f"round {r + 1}/{runs}")
+    for r in range(-1, runs):  # round -1 is a warm-up of every variant, discarded
+        log(f"round {r + 1}/{runs}" if r >= 0 else "warm-up round (not timed)")
         ms, ttft = hf_decode(hf, prompt, new)
         add("hf_eager_ms", ms)
         add("hf_ttft_ms", ttft)
@@ -215,8 +218,9 @@ def run(shape="tiny", model_dir=None, device="auto", dtype="auto", adapters=100,
             mixes = [random_mix(names, 3, rng) for _ in range(new // switch_every + 1)]
             ms, _, switches, _ = engine_decode(engine, prompt, new, mixes, switch_every)
             add("engine_fused_ms", ms)
-            samples.setdefault("switch_ms", []).extend(ms for ms, _ in switches)
-            samples.setdefault("switch_host_ms", []).extend(host for _, host in switches)
+            for ms, host in switches:
+                add("switch_ms", ms)
+                add("switch_host_ms", host)
         base_b = engine_decode(engine, prompt.repeat(batch, 1), new)[0]
         add("engine_batch_base_tok_s", batch * 1000 / base_b)
         if adapters:

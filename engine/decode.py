@@ -106,9 +106,11 @@ class Decoder:
         self._pos = 0                               # host copy of the state's cache slot
 
     # ---- compiling ------------------------------------------------------------------------------
-    def compile(self, model, wait: bool = True, progress=None):
+    def compile(self, model, gathered=(), wait: bool = True, progress=None):
         """Compile the layer and head for `model` in a background thread (all four graphs); `wait` joins it.
-        progress(done, total) is called from that thread."""
+        gathered: the layer's modules (qkv_proj, ...) that carry LoRA slots in the gathered strategy (the
+        bank's targets; another set compiles once more when it is first used). progress(done, total) is
+        called from that thread."""
         if not self.compiled or self._ready is not None or self._thread is not None:
             if wait and self._thread is not None:
                 self._thread.join()
@@ -116,19 +118,19 @@ class Decoder:
         scratch = _scratch_layer(model)
         a = model.args
         dev, dtype = model.lm_head.weight.device, model.lm_head.weight.dtype
-        lora = [m for m in scratch.modules() if hasattr(m, "slots")]
-        variants = [(rows, gathered) for rows in (1, 2) for gathered in ((False, True) if lora else (False,))]
+        lora = [m for name, m in scratch.named_modules() if name.rpartition(".")[2] in gathered]
+        variants = [(rows, slots) for rows in (1, 2) for slots in ((False, True) if lora else (False,))]
 
         def work():
             try:
                 fns = _compiled_fns()
                 stream = torch.cuda.Stream(dev) if dev.type == "cuda" else None
                 with torch.inference_mode(), torch.cuda.stream(stream):
-                    for i, (rows, gathered) in enumerate(variants):
+                    for i, (rows, slots) in enumerate(variants):
                         for m in lora:
-                            m.slots = _scratch_slots(m, rows, dev, dtype) if gathered else None
+                            m.slots = _scratch_slots(m, rows, dev, dtype) if slots else None
                         x = torch.zeros(rows, 1, a.dim, dtype=dtype, device=dev)
-                        cos = sin = torch.zeros(rows, 1, a.head_dim, dtype=dtype, device=dev)
+                        cos, sin = (torch.zeros(rows, 1, a.head_dim, dtype=dtype, device=dev) for _ in range(2))
                         mask = torch.ones(rows, 1, 1, VIEW_MIN, dtype=torch.bool, device=dev)
                         k, v = (torch.zeros(rows, a.n_kv_heads, VIEW_MIN + 1, a.head_dim, dtype=dtype, device=dev)
                                 for _ in range(2))

@@ -331,15 +331,16 @@ class Engine:
         compile goes on in a background thread and the next reply after it ends runs compiled.
         progress(done, total) reports compiled graphs, from that thread. -> seconds spent here."""
         t = time.perf_counter()
-        self.decoder.compile(self.model, wait=wait, progress=progress)
+        self.decoder.compile(self.model, self.bank.slot_modules(), wait=wait, progress=progress)
         if self.decoder.compile_error is not None:
             raise SwitchboardError(f"compiling the decode step failed: {self.decoder.compile_error}")
         for sampled in (False, True):  # prefill, both samplers' first graphs, the KV cache of a chat
-            for _ in self.generate([{"role": "user", "content": "Hello"}], max_new_tokens=4, ignore_eos=True,
-                                   temperature=0.7 if sampled else 0.0, reuse_cache=False):
+            for _ in self.generate([{"role": "user", "content": "Hello"}], mix={}, max_new_tokens=4,
+                                   ignore_eos=True, temperature=0.7 if sampled else 0.0, reuse_cache=False):
                 pass
         if wait:
-            self.decoder.capture_views(self.model, self.bank.graph_key())
+            with torch.inference_mode():
+                self.decoder.capture_views(self.model, self.bank.graph_key())
         self._cached = []
         return time.perf_counter() - t
 

@@ -244,16 +244,19 @@ class AdapterBank:
         self._set_gathered(True)
         self.mode = "gathered"
 
+    def slot_modules(self) -> set[str]:
+        """The fused modules (qkv_proj, ...) that carry slots in the gathered strategy: those holding a kind
+        some adapter targets."""
+        return {fused for fused in FUSED if any(kind in self.kinds for kind, _, _ in self.model.args.parts(fused))}
+
     def _alloc_slots(self, rows, k):
         """Zeroed slot buffers for every fused module holding a kind some adapter targets. At least 2 rows and
         2 adapter slots: the compiled decode layer then sees the same kind of shape at every batch size and
         mix size (a dimension of 1 would be a graph of its own, engine/decode.py)."""
         rows, k = max(rows, 2), max(k, 2)
         self.slots = {}
-        for fused in FUSED:
+        for fused in self.slot_modules():
             kinds = [kind for kind, _, _ in self.model.args.parts(fused)]
-            if not any(kind in self.kinds for kind in kinds):
-                continue
             d_in, d_out = self.model.args.fused_shape(fused)
             width = len(kinds) * k * self.r_max
             groups = []

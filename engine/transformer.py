@@ -222,9 +222,10 @@ class Transformer(nn.Module):
         self.cache_version += 1
 
     def rope_at(self, pos):
-        # pos: (B, T) positions -> cos, sin: (B, T, hd) in the model's dtype
-        rope = self.rope[pos].to(self.lm_head.weight.dtype)                        # (B, T, 2, hd)
-        return rope[:, :, 0], rope[:, :, 1]
+        # pos: (B, T) positions -> cos, sin: (B, T, hd) in the model's dtype, each contiguous (as the compiled
+        # decode layer was traced)
+        dtype = self.lm_head.weight.dtype
+        return self.rope[:, 0][pos].to(dtype), self.rope[:, 1][pos].to(dtype)
 
     def attention_mask(self, input_pos, S: int, pad):
         """(B, 1, T, S) bool: query slot input_pos[t] may see key slot s. Causal, left padding hidden (pad: [B]),

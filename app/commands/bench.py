@@ -30,6 +30,10 @@ def add_parser(sub):
     p.add_argument("--runs", type=options.at_least(1), default=3, metavar="N",
                    help="interleaved rounds; the median is reported")
     p.add_argument("--no-peft", action="store_true", help="skip the PEFT baselines")
+    p.add_argument("--workload", choices=["table", "chat", "long", "cold"], default="table",
+                   help="table: the batch-1 decode table (default); chat: an 8-turn conversation growing to ~8K "
+                        "tokens, sampled and routed per sentence; long: long prompts' first token and memory "
+                        "next to Hugging Face's SDPA; cold: a first and a second start from disk")
     p.add_argument("--json", metavar="FILE", help="write all numbers to this file")
     p.add_argument("--library", action="store_true",
                    help="instead: time importing --adapters random adapters of --shape into a fresh adapter "
@@ -52,8 +56,16 @@ def check(args):
     if args.library:
         if args.model:
             return "--library times imports for a --shape; it does not load --model"
+        if args.workload != "table":
+            return "--workload is for the model's benchmarks; --library times imports"
         if args.adapters < 1:
             return f"--library times importing adapters: --adapters must be at least 1, got {args.adapters}"
+        return None
+    if args.workload == "chat" and args.adapters < MIX:
+        return f"--workload chat routes among --adapters: at least {MIX} (it fuses up to {MIX}), got {args.adapters}"
+    if args.workload == "cold" and args.model:
+        return "--workload cold times starts of a --shape written to disk; it does not load --model"
+    if args.workload != "table":
         return None
     if args.adapters != 0 and args.adapters < MIX:
         return f"--adapters must be 0 (base only) or at least {MIX} (the timed mixes fuse {MIX}), got {args.adapters}"
@@ -84,6 +96,10 @@ def run(args) -> int:
 
                 res = kind.run(args.shape, args.adapters, args.rank, bench.parse_targets(args.targets), args.dtype,
                                args.dir, log)
+            elif args.workload != "table":
+                from engine import workloads as kind
+
+                res = kind.run(args.workload, args.shape, args.model, args.device, args.dtype, args.adapters, log)
             else:
                 kind = bench
                 res = bench.run(args.shape, args.model, args.device, args.dtype, args.adapters, args.rank,
