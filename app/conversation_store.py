@@ -21,6 +21,7 @@ import functools
 import json
 import secrets
 import time
+import types
 import typing
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
@@ -202,12 +203,7 @@ def _read(path: Path) -> SavedConversation:
     try:
         for key in ("title", "created", "updated", "system_prompt"):
             _check(raw.get(key), str, key)
-        _check(raw.get("settings"), dict, "settings")
-        known = {f.name for f in fields(GenerationSettings)}  # a knob of a newer version is dropped
-        try:
-            settings = GenerationSettings(**{k: v for k, v in raw["settings"].items() if k in known})
-        except (SwitchboardError, TypeError) as e:
-            raise ConversationError(f"settings: {e}") from None
+        settings = _settings(raw.get("settings"), "settings")
         _check(raw.get("turns"), list, "turns")
         conversation = Conversation()
         conversation.turns = [_turn(t, i) for i, t in enumerate(raw["turns"])]
@@ -229,16 +225,36 @@ def _turn(raw, i: int) -> Turn:
 
 
 def _dataclass(cls, raw: dict, where: str):
-    """cls(**raw) with each field's type checked against its annotation; a missing field takes its default, an
-    unknown one (from a newer version) is dropped."""
-    return cls(**{name: _check(raw[name], kind, f"{where}.{name}") for name, kind in _fields(cls) if name in raw})
+    """cls(**raw) with each field read as its annotation says; a missing field takes its default, an unknown one
+    (from a newer version) is dropped."""
+    return cls(**{name: _value(raw[name], kind, f"{where}.{name}") for name, kind in _fields(cls) if name in raw})
 
 
 @functools.cache
 def _fields(cls) -> tuple[tuple[str, type], ...]:
-    """(name, type) of each field that is a plain JSON value (Turn.sentences is read on its own)."""
+    """(name, type) of each field read by _value (Turn.sentences is read on its own)."""
     hints = typing.get_type_hints(cls)
     return tuple((f.name, hints[f.name]) for f in fields(cls) if f.name != "sentences")
+
+
+def _value(value, kind, where: str):
+    """`value` from JSON as annotation `kind` says: X | None, GenerationSettings (saved as its fields), or a plain
+    type (str, float, bool, dict[str, float], ...)."""
+    if kind is GenerationSettings:
+        return _settings(value, where)
+    if typing.get_origin(kind) in (types.UnionType, typing.Union) and type(None) in typing.get_args(kind):
+        inner, = (a for a in typing.get_args(kind) if a is not type(None))
+        return None if value is None else _value(value, inner, where)
+    return _check(value, kind, where)
+
+
+def _settings(raw, where: str) -> GenerationSettings:
+    _check(raw, dict, where)
+    known = {f.name for f in fields(GenerationSettings)}  # a knob of a newer version is dropped
+    try:
+        return GenerationSettings(**{k: v for k, v in raw.items() if k in known})
+    except (SwitchboardError, TypeError) as e:  # its own rules, or a value of the wrong type
+        raise ConversationError(f"{where}: {e}") from None
 
 
 def _check(value, kind, where: str):

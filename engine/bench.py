@@ -93,21 +93,24 @@ def write_adapters(root: Path, module_shapes: dict, n: int, rank: int, targets, 
     return paths
 
 
-def engine_decode(engine: Engine, prompt, new: int, mixes=(), switch_every: int = 0):
-    """Decode `new` tokens for `prompt` [B, T]; every `switch_every` tokens switch to the next mix.
-    -> (decode ms/token, ttft ms, [(switch ms, of which host ms)], tokens [B, new]). The loop is
-    generate()'s: one host read per token."""
+SAMPLED = (0.7, 0, 0.9, 1.0)  # temperature, top-k, top-p, repetition penalty of the sampled rows
+
+
+def engine_decode(engine: Engine, prompt, new: int, mixes=(), switch_every: int = 0, sampled=False):
+    """Decode `new` tokens for `prompt` [B, T]; every `switch_every` tokens switch to the next mix; `sampled`:
+    SAMPLED's settings instead of greedy. -> (decode ms/token, ttft ms, [(switch ms, of which host ms)],
+    tokens [B, new]). The loop is generate()'s: one host read per token."""
     dev = engine.device
     rows, T = prompt.shape
     engine.model.setup_caches(rows, cache_len(T + new))
     pad = torch.zeros(rows, dtype=torch.long, device=dev)
-    params = torch.tensor([0.0, 0, 1, 1], device=dev)
+    params = torch.tensor(SAMPLED if sampled else (0.0, 0, 1, 1), device=dev)
     mixes = list(mixes)
     engine.apply_mix(mixes.pop(0) if mixes else None, rows)
     sync(dev)
     t0 = time.perf_counter()
     with torch.inference_mode():
-        nxt = prefill(engine.model, prompt, 0, None, None, params, True)
+        nxt = prefill(engine.model, prompt, 0, None, None, params, not sampled)
         tokens = [nxt.tolist()]
         t1 = time.perf_counter()
         engine.decoder.begin(nxt, T, pad, None, params)
@@ -119,7 +122,7 @@ def engine_decode(engine: Engine, prompt, new: int, mixes=(), switch_every: int 
                 th = time.perf_counter()
                 sync(dev)
                 switches.append(((time.perf_counter() - ts) * 1000, (th - ts) * 1000))
-            tokens.append(engine.decoder.step(engine.model, True, engine.bank.graph_key()))
+            tokens.append(engine.decoder.step(engine.model, not sampled, engine.bank.graph_key()))
     t2 = time.perf_counter()
     return (t2 - t1) * 1000 / (new - 1), (t1 - t0) * 1000, switches, [list(r) for r in zip(*tokens)]
 
@@ -152,9 +155,11 @@ def run(shape="tiny", model_dir=None, device="auto", dtype="auto", adapters=100,
     rng = random.Random(0)
     prompt = torch.randint(0, engine.model.args.vocab_size, (1, prompt_len), device=dev,
                            generator=torch.Generator(dev).manual_seed(0))
+    long_prompt = torch.randint(0, engine.model.args.vocab_size, (1, min(8000, engine.context_len - new - 1)),
+                                device=dev, generator=torch.Generator(dev).manual_seed(1))
     res = {"shape": model_dir or shape, "device": str(torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"),
            "dtype": str(dt).removeprefix("torch."), "params": params, "prompt": prompt_len, "new": new,
-           "runs": runs, "adapters": adapters, "rank": rank, "targets": list(targets)}
+           "runs": runs, "adapters": adapters, "rank": rank, "targets": list(targets), "long_prompt": long_prompt.shape[1]}
 
     tmp = tempfile.TemporaryDirectory()
     names = []
@@ -214,6 +219,8 @@ def run(shape="tiny", model_dir=None, device="auto", dtype="auto", adapters=100,
         ms, ttft, _, _ = engine_decode(engine, prompt, new)
         add("engine_base_ms", ms)
         add("engine_ttft_ms", ttft)
+        add("engine_sampled_ms", engine_decode(engine, prompt, new, sampled=True)[0])
+        add("engine_long_context_ms", engine_decode(engine, long_prompt, new)[0])
         if adapters:
             mixes = [random_mix(names, 3, rng) for _ in range(new // switch_every + 1)]
             ms, _, switches, _ = engine_decode(engine, prompt, new, mixes, switch_every)
@@ -261,6 +268,8 @@ def run(shape="tiny", model_dir=None, device="auto", dtype="auto", adapters=100,
 def table(res: dict) -> str:
     base = res["engine_base_ms"]
     rows = [("Hugging Face generate, eager", res["hf_eager_ms"]), ("engine, base model", base),
+            ("engine, base, sampled (T 0.7, top-p 0.9)", res["engine_sampled_ms"]),
+            (f"engine, base, after a {res['long_prompt']}-token prompt", res["engine_long_context_ms"]),
             ("engine, 3-adapter mix switched every 20 tokens", res.get("engine_fused_ms")),
             ("PEFT, one adapter, eager", res.get("peft_single_ms")),
             ("PEFT, cat-mix of 3 adapters, eager", res.get("peft_cat_ms"))]

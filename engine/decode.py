@@ -30,7 +30,8 @@ VIEW_MIN = 256
 
 def attention_view(n: int, slots: int) -> int:
     """Cache slots a step attends over when n are filled: powers of two from 256, so few graphs get captured
-    and the work follows the conversation's length; always below `slots` (Transformer.setup_caches)."""
+    and the work follows the conversation's length; always below `slots`, and (as the allocation) a multiple
+    of transformer.SPLITS (Transformer.setup_caches)."""
     return min(max(VIEW_MIN, 1 << (n - 1).bit_length()), slots - 1)
 
 
@@ -101,7 +102,6 @@ class Decoder:
         self._thread: threading.Thread | None = None
         self._states: dict[tuple, _State] = {}      # (rows, penalty) -> buffers
         self._captured: dict[tuple, torch.cuda.CUDAGraph] = {}
-        self._pool = None                           # one memory pool for all graphs (never replayed at once)
         self._state = None
         self._pos = 0                               # host copy of the state's cache slot
 
@@ -204,8 +204,8 @@ class Decoder:
             n = view + 1
 
     def drop_graphs(self):
-        """Forget the captured graphs and their memory pool (after an out-of-memory error)."""
-        self._captured, self._pool = {}, None
+        """Forget the captured graphs and the memory they hold (after an out-of-memory error)."""
+        self._captured = {}
 
     def _key(self, model, st, view, greedy, variant):
         return (st.tok.shape[0], st.seen is not None, view, greedy, model.cache_version, *variant)
@@ -214,6 +214,7 @@ class Decoder:
         # graphs of reallocated caches point at freed memory: drop them
         self._captured = {k: g for k, g in self._captured.items() if k[4] == model.cache_version}
         saved = (st.tok.clone(), st.pos.clone(), None if st.seen is None else st.seen.clone())
+        rng = torch.cuda.get_rng_state(self.device)  # the warm-ups' draws must not shift a seeded reply
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
@@ -221,12 +222,11 @@ class Decoder:
                 _advance(self.fns, model, st, view, greedy)
                 _restore(st, saved)  # the warm-up's KV write at `pos` is redone by the real step
         torch.cuda.current_stream(self.device).wait_stream(side)
-        if self._pool is None:
-            self._pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
         # thread_local: the compile thread may allocate and load kernels while this thread captures
-        with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             _advance(self.fns, model, st, view, greedy)  # recorded, not run: the state is still as begin() left it
+        torch.cuda.set_rng_state(rng, self.device)
         self._captured[key] = graph
         return graph
 

@@ -53,7 +53,8 @@ if triton is not None:
         mm, nm = m < M, nn < N
         mask = mm[:, None] & nm[None, :]
         # W0's load goes first: its latency then overlaps the gathers and the matmuls below
-        acc = tl.load(W0 + layer * sw_l + m[:, None].to(tl.int64) * sw_m + nn[None, :], mask=mask).to(tl.float32)
+        w0 = tl.load(W0 + layer * sw_l + m[:, None].to(tl.int64) * sw_m + nn[None, :], mask=mask)
+        delta = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         # the K chosen adapters side by side, BLOCK_KR columns at a time (a flat router can pick dozens):
         # column j of b / row j of a is adapter j // R, rank j % R
         for j0 in range(0, K * R, BLOCK_KR):
@@ -69,8 +70,8 @@ if triton is not None:
             bt = (bt.to(tl.float32) * tl.load(w + k, mask=jm, other=0.0)[None, :]).to(at.dtype)
             # bf16/fp16 operands go to the tensor cores (fp32 accumulation); fp32 stays exact (no tf32)
             if IEEE:
-                acc = tl.dot(bt, at, acc, input_precision="ieee")                          # [BLOCK_M, BLOCK_N]
+                delta = tl.dot(bt, at, delta, input_precision="ieee")                      # [BLOCK_M, BLOCK_N]
             else:
-                acc = tl.dot(bt, at, acc)
-        tl.store(out + layer * so_l + m[:, None].to(tl.int64) * so_m + nn[None, :], acc.to(out.dtype.element_ty),
-                 mask=mask)
+                delta = tl.dot(bt, at, delta)
+        tl.store(out + layer * so_l + m[:, None].to(tl.int64) * so_m + nn[None, :],
+                 (w0.to(tl.float32) + delta).to(out.dtype.element_ty), mask=mask)

@@ -112,6 +112,8 @@ def test_chat_explains_a_bad_model_folder(tmp_path, capsys):
     (["bench", "--workload", "cold", "--model", "."], "--workload cold times starts of a --shape"),
     (["bench", "--workload", "chat", "--library"], "--workload is for the model's benchmarks"),
     (["bench", "--workload", "warm"], "argument --workload: invalid choice: 'warm'"),
+    (["bench", "--memory-gib", "8"], "--memory-gib is for --workload chat"),
+    (["bench", "--workload", "chat", "--memory-gib", "0"], "argument --memory-gib: must be more than 0, got 0"),
     (["library", "add", "x", "--model", "/no/such"], "argument --model: folder not found"),
     (["install-desktop-entry", "--prefx", "/tmp"], "unrecognized arguments: --prefx"),
     (["nosuch"], "argument COMMAND: invalid choice: 'nosuch'"),

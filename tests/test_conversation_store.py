@@ -15,6 +15,7 @@ import pytest
 
 from app.conversation import Conversation
 from app.conversation_store import ConversationError, ConversationStore, SavedConversation
+from engine.events import RoutingEvent
 from engine.generation import GenerationSettings
 
 WORKER = Path(__file__).with_name("conversation_worker.py")
@@ -24,12 +25,12 @@ ADAPTERS = ["arithmetic", "dates", "number_words", "reverse", "sort", "translate
 def chat(conv: Conversation, question: str, sentences: list[str], rng: random.Random):
     """One exchange, filled the way the window fills it: routing events, token chunks, the done stats."""
     conv.add_user(question)
-    conv.start_assistant({"top_p": 0.8, "temperature": 0.0, "max_new_tokens": 256})
-    for text in sentences:
+    conv.start_assistant(GenerationSettings(temperature=0.7, top_k=40, stop=("\n\n",)))
+    for i, text in enumerate(sentences):
         weights = [rng.random() for _ in ADAPTERS]
         probs = {a: w / sum(weights) for a, w in zip(ADAPTERS, weights)}
         top = max(probs, key=probs.get)
-        conv.on_routing({"probs": probs, "selected": {top: 1.0}, "latency_ms": rng.uniform(0.1, 2.0)})
+        conv.on_routing(RoutingEvent(i, probs, {top: 1.0}, rng.uniform(0.1, 2.0)))
         conv.on_tokens(text[: len(text) // 2], False)
         conv.on_tokens(text[len(text) // 2:], True)
     conv.finish({"tokens": 9 * len(sentences), "tokens_per_s": 41.5, "stop_reason": "eos", "ttft_ms": 12.0})
@@ -60,6 +61,8 @@ def test_a_conversation_comes_back_as_it_was_saved(store):
     sentence = back.conversation.turns[1].sentences[2]  # the routing trace of a sentence
     assert sentence.text == "Sentence 2 of reply 0." and sentence.closed and sum(sentence.probs.values()) == \
         pytest.approx(1.0) and list(sentence.selected.values()) == [1.0] and 0.1 <= sentence.latency_ms <= 2.0
+    assert back.conversation.turns[1].settings == GenerationSettings(temperature=0.7, top_k=40, stop=("\n\n",))
+    assert back.conversation.turns[0].settings is None  # a user turn has none
     assert back.conversation.messages() == saved.conversation.messages()  # and the engine input it gives
 
 
@@ -113,6 +116,7 @@ def test_rename_delete_and_search(store):
     (None, "settings"),
     (None, "turns[1].sentences[0].probs should be"),
     (None, "turns[0].role must be 'user' or 'assistant'"),
+    (None, "turns[1].settings: top_p must be in (0, 1]"),
 ])
 def test_damaged_or_foreign_files_are_skipped_with_a_message_and_left_alone(store, content, says):
     good = fill(store.new(title="good"))
@@ -126,6 +130,8 @@ def test_damaged_or_foreign_files_are_skipped_with_a_message_and_left_alone(stor
             raw["version"] = 2
         elif says == "settings":
             raw["settings"]["top_p"] = 5
+        elif "turns[1].settings" in says:
+            raw["turns"][1]["settings"]["top_p"] = 5
         elif "probs" in says:
             raw["turns"][1]["sentences"][0]["probs"] = {"units": "high"}
         else:
@@ -135,7 +141,7 @@ def test_damaged_or_foreign_files_are_skipped_with_a_message_and_left_alone(stor
     assert [s.title for s in store.list()] == ["good"]
     assert len(store.problems) == 1 and store.problems[0].startswith(str(path)) and says in store.problems[0]
     assert store.problems[0].endswith("the file is left as it is")
-    with pytest.raises(ConversationError, match="top_p" if says == "settings" else None):
+    with pytest.raises(ConversationError, match="top_p" if "settings" in says else None):
         store.load(bad.id)
     assert path.read_bytes() == content  # never deleted or rewritten
 

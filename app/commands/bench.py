@@ -34,6 +34,9 @@ def add_parser(sub):
                    help="table: the batch-1 decode table (default); chat: an 8-turn conversation growing to ~8K "
                         "tokens, sampled and routed per sentence; long: long prompts' first token and memory "
                         "next to Hugging Face's SDPA; cold: a first and a second start from disk")
+    p.add_argument("--memory-gib", type=options.above_zero, metavar="GIB",
+                   help="with --workload chat: let the engine use only this much GPU memory (a stand-in for a "
+                        "smaller card)")
     p.add_argument("--json", metavar="FILE", help="write all numbers to this file")
     p.add_argument("--library", action="store_true",
                    help="instead: time importing --adapters random adapters of --shape into a fresh adapter "
@@ -61,6 +64,8 @@ def check(args):
         if args.adapters < 1:
             return f"--library times importing adapters: --adapters must be at least 1, got {args.adapters}"
         return None
+    if args.memory_gib is not None and (args.library or args.workload != "chat"):
+        return "--memory-gib is for --workload chat"
     if args.workload == "chat" and args.adapters < MIX:
         return f"--workload chat routes among --adapters: at least {MIX} (it fuses up to {MIX}), got {args.adapters}"
     if args.workload == "cold" and args.model:
@@ -99,7 +104,8 @@ def run(args) -> int:
             elif args.workload != "table":
                 from engine import workloads as kind
 
-                res = kind.run(args.workload, args.shape, args.model, args.device, args.dtype, args.adapters, log)
+                res = kind.run(args.workload, args.shape, args.model, args.device, args.dtype, args.adapters,
+                               args.memory_gib, log)
             else:
                 kind = bench
                 res = bench.run(args.shape, args.model, args.device, args.dtype, args.adapters, args.rank,

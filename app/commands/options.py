@@ -33,6 +33,13 @@ def number(text: str) -> float:
     return value
 
 
+def above_zero(text: str) -> float:
+    value = number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {value:g}")
+    return value
+
+
 def integer(text: str) -> int:
     try:
         return int(text)
