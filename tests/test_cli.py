@@ -118,7 +118,7 @@ def test_chat_explains_a_bad_model_folder(tmp_path, capsys):
     (["install-desktop-entry", "--prefx", "/tmp"], "unrecognized arguments: --prefx"),
     (["nosuch"], "argument COMMAND: invalid choice: 'nosuch'"),
     (["--modle", "x"], "unrecognized arguments: --modle x"),
-    (["--model", "/no/such/model"], "argument --model: folder not found"),
+    (["--library", "/no/such/library"], "argument --library: folder not found"),  # the app: not an empty new library
 ])
 def test_bad_flags_are_refused_in_one_line(capsys, argv, says):
     err = refused(capsys, argv)

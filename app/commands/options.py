@@ -131,7 +131,8 @@ def app_parser() -> Parser:
     """The app's flags (`switchboard` without a command)."""
     p = Parser(prog="switchboard", description="Open the LoRA Switchboard window (the bundled demo when no model is "
                                                "configured). The commands: switchboard --help.")
-    p.add_argument("--model", type=folder, metavar="DIR", help="model folder to open (not saved to settings)")
+    p.add_argument("--model", metavar="DIR", help="model folder to open (not saved to settings; the window says what "
+                                                  "is wrong with a bad one, with Settings at hand)")
     p.add_argument("--library", type=folder, metavar="DIR", help="adapter library folder to use (not saved to "
                                                                  "settings)")
     p.add_argument("--prompt", help="send this message once the model is ready")
