@@ -118,7 +118,7 @@ class Engine:
         ids = ids[None] if ids.dim() == 1 else ids
         rows, T = ids.shape
         self.apply_mix(mix, rows)
-        self._cached = []  # overwritten below
+        self.forget_kv()
         self.model.setup_caches(rows, cache_len(T))
         return self.model(ids).float()
 
@@ -171,7 +171,6 @@ class Engine:
             # free what this reply allocated; the engine stays usable with a shorter context or a smaller batch
             self.model.drop_caches()
             self.decoder.drop_graphs()
-            self._cached = []
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             first = str(e).splitlines()[0] if str(e) else ""
@@ -189,6 +188,7 @@ class Engine:
         yield from (s.routing[-1] for s in streams)
         self.apply_mix(mixes if rows > 1 else mixes[0], rows)   # before the caches: W0 copies come first
         reuse = self._reusable(prompts[0][0]) if rows == 1 and g.reuse_cache else 0
+        self.forget_kv()  # until this reply ends: one abandoned halfway leaves the cache half rewritten
         needed = longest + g.max_new_tokens
         self.model.setup_caches(rows, self._chat_slots(needed) if rows == 1 else min(cache_len(needed),
                                                                                           self.context_len))
@@ -242,8 +242,6 @@ class Engine:
         elapsed = time.perf_counter() - t_decode
         if rows == 1:
             self._cached, self._cached_prompt, self._cached_key = prompts[0][0] + fed, len(prompts[0][0]), self._kv_key()
-        else:
-            self._cached = []
         for i, s in enumerate(streams):
             yield from s.close(i)
             yield DoneEvent(row=i, stats=self._stats(s, prompts[i], reuse if i == 0 else 0, ttft, elapsed,
@@ -259,6 +257,11 @@ class Engine:
                 "notes": sorted(self._notes), "total_s": time.perf_counter() - t_start}
 
     # ---- the KV cache across turns ------------------------------------------------------------------
+    def forget_kv(self):
+        """The next reply prefills its whole prompt (the caches are about to be written, or were, outside a
+        one-row chat)."""
+        self._cached = []
+
     def _kv_key(self):
         return self.bank.version, self.strategy
 
@@ -325,27 +328,32 @@ class Engine:
         stream.routing.append(RoutingEvent(len(stream.routing), probs, selected, ms, row))
         return selected or None
 
+    def _short_replies(self):
+        for sampled in (False, True):  # prefill, both samplers' first graphs, the KV cache of a chat
+            for _ in self.generate([{"role": "user", "content": "Hello"}], mix={}, max_new_tokens=4,
+                                   ignore_eos=True, temperature=0.7 if sampled else 0.0, reuse_cache=False):
+                pass
+
     def warmup(self, wait: bool = True, progress=None) -> float:
         """Compile the decode step and capture a chat's graphs, so replies run at full speed and a growing
         conversation never waits. wait=False: return once a reply can start (on the eager step's graphs); the
         compile goes on in a background thread and the next reply after it ends runs compiled.
         progress(done, total) reports compiled graphs, from that thread. -> seconds spent here."""
         t = time.perf_counter()
+        if not wait:  # the eager step's graphs first, while nothing else wants the interpreter
+            self._short_replies()
         self.decoder.compile(self.model, self.bank.slot_modules(), wait=wait, progress=progress)
         if self.decoder.compile_error is not None:
             raise SwitchboardError(f"compiling the decode step failed: {self.decoder.compile_error}")
-        for sampled in (False, True):  # prefill, both samplers' first graphs, the KV cache of a chat
-            for _ in self.generate([{"role": "user", "content": "Hello"}], mix={}, max_new_tokens=4,
-                                   ignore_eos=True, temperature=0.7 if sampled else 0.0, reuse_cache=False):
-                pass
         if wait:
+            self._short_replies()
             with torch.inference_mode():
                 self.decoder.capture_views(self.model, self.bank.graph_key())
         if self.device.type == "cuda":  # the merge kernel's block sizes and switch graphs of mixes of 1-8 adapters
             for k in sorted({min(k, len(self.adapters)) for k in (1, 2, 3, 4, 8)} - {0}):
                 self.apply_mix({name: 1 / k for name in self.adapters[:k]})
             self.apply_mix(None)
-        self._cached = []
+        self.forget_kv()
         return time.perf_counter() - t
 
 

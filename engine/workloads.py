@@ -145,7 +145,7 @@ def long(engine, hf_model, lengths=(1024, 4096, 8000), runs=3, log=print) -> dic
 
     def engine_run(ids):
         engine.model.drop_caches()
-        engine._cached = []
+        engine.forget_kv()
         engine.model.setup_caches(1, ids.shape[1] + 1)
         prefill(engine.model, ids, 0, None, None, params, True).tolist()
 

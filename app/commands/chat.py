@@ -87,6 +87,10 @@ def _chat(args) -> int:
     for i, ev in enumerate(engine.generate(messages, g, mix=args.mix)):
         if i == 0:  # after the prompt was accepted: a refusal (too long, ...) stays one line
             print(f"[{opened.description}]", file=sys.stderr)
+            for path, reason in opened.refused:
+                print(f"[refused {path}: {reason}]", file=sys.stderr)
+            for note in opened.notes:
+                print(f"[{note}]", file=sys.stderr)
         if isinstance(ev, RoutingEvent):
             mix = " + ".join(f"{k} {w:.2f}" for k, w in ev.selected.items()) or "base model"
             print(f"\n[sentence {ev.sentence + 1}: {mix}]", file=sys.stderr, flush=True)
