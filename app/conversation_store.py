@@ -193,7 +193,8 @@ def _to_json(saved: SavedConversation) -> dict:
 def _read(path: Path) -> SavedConversation:
     try:
         raw = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        json.dumps(raw, ensure_ascii=False).encode("utf-8")  # a \ud800 escape reads as text that cannot be saved
+    except (OSError, UnicodeError, json.JSONDecodeError) as e:
         raise ConversationError(f"{path}: not a readable conversation file ({e})") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise ConversationError(f"{path}: not a LoRA Switchboard conversation")

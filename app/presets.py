@@ -113,6 +113,7 @@ class Presets:
             return []
         try:
             raw = json.loads(self.path.read_bytes().decode("utf-8"))
+            json.dumps(raw, ensure_ascii=False).encode("utf-8")  # a \ud800 escape reads as text that cannot be saved
             if not isinstance(raw, dict) or raw.get("format") != FORMAT:
                 raise SwitchboardError("not a LoRA Switchboard presets file")
             if raw.get("version") != VERSION:
@@ -122,7 +123,7 @@ class Presets:
                 raise SwitchboardError('"presets" must be a list of objects')
             known = {f.name for f in fields(Preset)} - {"builtin"}
             presets = [Preset(**{k: v for k, v in e.items() if k in known}) for e in entries]
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, SwitchboardError, TypeError) as e:
+        except (OSError, UnicodeError, json.JSONDecodeError, SwitchboardError, TypeError) as e:
             self.problem = f"{self.path}: {e}"
             return []
         return presets

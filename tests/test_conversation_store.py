@@ -117,6 +117,7 @@ def test_rename_delete_and_search(store):
     (None, "turns[1].sentences[0].probs should be"),
     (None, "turns[0].role must be 'user' or 'assistant'"),
     (None, "turns[1].settings: top_p must be in (0, 1]"),
+    (None, "surrogates not allowed"),  # a lone \ud800 escape: text that could never be saved again
 ])
 def test_damaged_or_foreign_files_are_skipped_with_a_message_and_left_alone(store, content, says):
     good = fill(store.new(title="good"))
@@ -130,6 +131,8 @@ def test_damaged_or_foreign_files_are_skipped_with_a_message_and_left_alone(stor
             raw["version"] = 2
         elif says == "settings":
             raw["settings"]["top_p"] = 5
+        elif "surrogates" in says:
+            raw["turns"][0]["sentences"][0]["text"] = "\ud800"
         elif "turns[1].settings" in says:
             raw["turns"][1]["settings"]["top_p"] = 5
         elif "probs" in says:

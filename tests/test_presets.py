@@ -64,6 +64,8 @@ def test_bad_presets_are_refused_by_name(presets):
 
 @pytest.mark.parametrize("content, says", [
     (b"{not json", "Expecting property name"),
+    (b'{"format": "lora-switchboard-presets", "version": 1, "presets": [{"name": "\\ud800", "temperature": 1, '
+     b'"top_k": 0, "sample_top_p": 1, "repetition_penalty": 1}]}', "surrogates not allowed"),
     (b'{"format": "something-else"}', "not a LoRA Switchboard presets file"),
     (b'{"format": "lora-switchboard-presets", "version": 9, "presets": []}', "presets format version 9"),
     (b'{"format": "lora-switchboard-presets", "version": 1, "presets": [{"name": "x", "temperature": -2, '
