@@ -7,6 +7,7 @@ from engine import Engine, ModelError
 
 from .library import Library
 from .paths import DEMO_DIR, demo_available
+from .plural import plural
 
 
 @dataclass
@@ -29,6 +30,8 @@ def open_engine(model_dir=None, *, library_dir=None, device="auto", dtype="auto"
                              "choose a model folder (switchboard chat --model DIR, or Settings in the app)")
         model_dir = DEMO_DIR / "model"
     engine = Engine.load(model_dir, device=device, dtype=dtype, allow_pickle=allow_pickle)
+    if demo:
+        engine.model_name = "demo model"  # not its folder's name, `model`: exports and the library show this
     refused, colors, notes = [], {}, []
     if library_dir is not None:
         library = Library(library_dir)
@@ -44,5 +47,5 @@ def open_engine(model_dir=None, *, library_dir=None, device="auto", dtype="auto"
         engine.load_router(DEMO_DIR / "router.safetensors")
     what = "demo model" if demo else f"model {Path(model_dir).name}"
     dtype_name = str(engine.model.lm_head.weight.dtype).removeprefix("torch.")
-    return Opened(engine, demo, f"{what} ({engine.device}, {dtype_name}, {len(engine.adapters)} adapters)", refused,
-                  colors, notes)
+    return Opened(engine, demo, f"{what} ({engine.device}, {dtype_name}, {plural(len(engine.adapters), 'adapter')})",
+                  refused, colors, notes)

@@ -4,6 +4,8 @@ import sys
 
 from engine.errors import SwitchboardError
 
+from app.commands import options
+
 
 def add_parser(subparsers):
     common = argparse.ArgumentParser(add_help=False)
@@ -15,8 +17,9 @@ def add_parser(subparsers):
                        description="Import PEFT LoRA adapters: adapter folders, .zip archives of one or more "
                                    "adapters, or folders holding adapter folders. One line per adapter.")
     a.add_argument("paths", nargs="+", metavar="PATH")
-    a.add_argument("--model", metavar="DIR", help="check shapes against this model folder (default: the model "
-                                                  "the library was last used with, if any)")
+    a.add_argument("--model", type=options.folder, metavar="DIR", help="check shapes against this model folder "
+                                                                       "(default: the model the library was last "
+                                                                       "used with, if any)")
     sub.add_parser("list", parents=[common], help="list the adapters")
     r = sub.add_parser("remove", parents=[common], help="remove adapters")
     r.add_argument("names", nargs="+", metavar="NAME")
