@@ -40,6 +40,13 @@ def above_zero(text: str) -> float:
     return value
 
 
+def at_least_zero(text: str) -> float:
+    value = number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value:g}")
+    return value
+
+
 def integer(text: str) -> int:
     try:
         return int(text)

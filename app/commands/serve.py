@@ -1,8 +1,10 @@
 """`switchboard serve [--model DIR] [--library DIR] [--host H] [--port P] [--api-key KEY]`: the routed adapter
 library behind an OpenAI-compatible HTTP API, for editors, agents and scripts."""
+import argparse
 import os
 import sys
 
+from app.commands import options
 from engine import SwitchboardError
 
 
@@ -13,18 +15,27 @@ def add_parser(sub):
                                    "adapter is also a model of its own name. The port is open (503) while the "
                                    "model loads. Without --model: the bundled demo.")
     p.add_argument("--model", help="a local Hugging Face model folder (default: the bundled demo)")
-    p.add_argument("--library", help="an adapter library folder to load (default: the demo's adapters)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--dtype", default="auto", help="auto | bfloat16 | float16 | float32")
+    p.add_argument("--library", type=options.folder,
+                   help="an adapter library folder to load (default: the demo's adapters)")
+    p.add_argument("--device", type=options.device, default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--dtype", choices=options.DTYPES, default="auto")
     p.add_argument("--allow-pickle", action="store_true", help="load .bin/.pt weights (only for trusted files)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; any other needs --api-key)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=port, default=8000)
     p.add_argument("--api-key", default=os.environ.get("SWITCHBOARD_API_KEY"),
                    help="clients must send 'Authorization: Bearer KEY' (default: $SWITCHBOARD_API_KEY)")
-    p.add_argument("--max-batch", type=int, default=8, help="at most this many requests decoded together")
-    p.add_argument("--batch-window-ms", type=float, default=2.0,
+    p.add_argument("--max-batch", type=options.at_least(1), default=8,
+                   help="at most this many requests decoded together")
+    p.add_argument("--batch-window-ms", type=options.at_least_zero, default=2.0,
                    help="how long a request that finds the engine idle waits for others to share its batch")
+
+
+def port(text: str) -> int:
+    value = options.integer(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0 (any free port) to 65535, got {value}")
+    return value
 
 
 def run(args) -> int:
