@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 from engine.errors import RouterError
 
+from . import paths
 from .library import Library
-from .paths import DEMO_DIR, demo_available
 
 
 @dataclass
@@ -47,7 +47,9 @@ def first_start(library: Library) -> bool:
 
 def demo_adapters() -> list:
     """The bundled demo's adapter folders, in name order (the bank's and the router's order)."""
-    return sorted(p for p in (DEMO_DIR / "adapters").iterdir() if p.is_dir()) if demo_available() else []
+    if not paths.demo_available():
+        return []
+    return sorted(p for p in (paths.DEMO_DIR / "adapters").iterdir() if p.is_dir())
 
 
 def install_demo(library: Library, engine=None, progress=None) -> DemoInstall:

@@ -30,7 +30,8 @@ VIEW_MIN = 256
 
 def attention_view(n: int, slots: int) -> int:
     """Cache slots a step attends over when n are filled: powers of two from 256, so few graphs get captured
-    and the work follows the conversation's length; always below `slots` (Transformer.setup_caches)."""
+    and the work follows the conversation's length; always below `slots`, and (as the allocation) a multiple
+    of transformer.SPLITS (Transformer.setup_caches)."""
     return min(max(VIEW_MIN, 1 << (n - 1).bit_length()), slots - 1)
 
 

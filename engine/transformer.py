@@ -14,8 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-# cuDNN's attention builds a plan for every new prompt length (hundreds of ms each: a chat's turns all differ)
-PREFILL_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+# with a mask (a follow-up turn after its cached prefix, left-padded rows), cuDNN's attention built a plan for
+# every new shape: 0.6-0.9 s each on an H200, and a chat's turns all differ
+MASKED_BACKENDS = [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 ATTN_KINDS = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP_KINDS = ("gate_proj", "up_proj", "down_proj")
 LINEAR_KINDS = ATTN_KINDS + MLP_KINDS
@@ -98,16 +99,21 @@ def rotate_half(x):
     return torch.cat((-x2, x1), dim=-1)
 
 
+SPLITS = 16  # p @ v in this many slices of the cache: one long reduction per head would use a few SMs
+
+
 def attention(q, k, v, mask):
     """Decode attention written out, so Inductor fuses it (measured faster than SDPA's kernels for one query on
-    an H200). q: (B, nh, 1, hd); k, v: (B, nkv, S, hd); mask: (B, 1, 1, S) bool."""
+    an H200). q: (B, nh, 1, hd); k, v: (B, nkv, S, hd), S a multiple of SPLITS; mask: (B, 1, 1, S) bool."""
     B, nh, T, hd = q.shape
     nkv, S = k.shape[1], k.shape[2]
     g = nh // nkv                                     # query heads per kv head (head h uses kv h // g)
-    scores = (q.reshape(B, nkv, g * T, hd) @ k.transpose(-1, -2)).float() * hd ** -0.5   # (B, nkv, g*T, S)
-    mask = mask.unsqueeze(2).expand(B, 1, g, T, S).reshape(B, 1, g * T, S)
+    scores = (q.reshape(B, nkv, g, hd) @ k.transpose(-1, -2)).float() * hd ** -0.5        # (B, nkv, g, S)
     p = scores.masked_fill(~mask, float("-inf")).softmax(-1).to(q.dtype)
-    return (p @ v).reshape(B, nh, T, hd)
+    # the weighted sum of V, slice by slice, then the slices added in float32
+    p = p.view(B, nkv, g, SPLITS, S // SPLITS).transpose(2, 3)                           # (B, nkv, SPLITS, g, S/SPLITS)
+    y = (p @ v.view(B, nkv, SPLITS, S // SPLITS, hd)).float().sum(2)                      # (B, nkv, g, hd)
+    return y.to(q.dtype).reshape(B, nh, T, hd)
 
 
 def prefill_attention(q, k, v, mask):
@@ -116,8 +122,10 @@ def prefill_attention(q, k, v, mask):
     (B, 1, T, S) bool."""
     g = q.shape[1] // k.shape[1]
     k, v = k.repeat_interleave(g, 1), v.repeat_interleave(g, 1)   # (B, nh, S, hd): the fused kernels want equal heads
-    with sdpa_kernel(PREFILL_BACKENDS):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
+    if mask is None:  # a whole prompt: every kernel SDPA has (cuDNN's is the fastest on Hopper)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    with sdpa_kernel(MASKED_BACKENDS):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
 class Attention(nn.Module):
@@ -202,7 +210,7 @@ class Transformer(nn.Module):
         cache, which keeps the compiled decode layer to one graph for every view."""
         if batch <= self.cache_shape[0] and slots < self.cache_shape[1]:
             return
-        slots += 1
+        slots = -(-slots // SPLITS) * SPLITS + 1  # every attention view (a multiple of SPLITS) fits below the end
         a = self.args
         old, self.caches = self.caches, []
         for i, layer in enumerate(self.model.layers):
@@ -264,10 +272,11 @@ class Transformer(nn.Module):
         pos = input_pos[None, :] if pad is None else (input_pos[None, :] - pad[:, None]).clamp(min=0)   # (B|1, T)
         cos, sin = self.rope_at(pos.expand(B, T))
         window = self.args.sliding_window
-        if pad is None and start == 0 and not (window and T > window):
+        if T > 1 and pad is None and start == 0 and not (window and T > window):
             mask = None                                                            # plain causal: flash attention
-        else:
-            mask = self.attention_mask(input_pos, start + T, pad if pad is not None else idx.new_zeros(B))
+        else:  # one token attends over a view of whole SPLITS (decode attention); the slots past it are masked
+            S = start + T if T > 1 else -(-(start + 1) // SPLITS) * SPLITS
+            mask = self.attention_mask(input_pos, S, pad if pad is not None else idx.new_zeros(B))
         x = self.run_layers(self.model.embed_tokens(idx), cos, sin, mask, input_pos)
         if last_only:
             x = x[:, -1:]

@@ -1,5 +1,4 @@
 """Router: featurizer, training, head-only / full retrain, files, routing rules, and the `switchboard router` CLI."""
-import argparse
 import json
 import os
 import re
@@ -12,11 +11,12 @@ import torch
 from router_tasks import make_tasks, write_folder
 
 from app.commands import router as router_cmd
+from app.commands.options import Parser
 from engine.errors import RouterError
 from engine.events import BASE
 from engine.features import Featurizer
 from engine.general_chat import general_chat
-from engine.router import MIN_BASE_EXAMPLES, Router, RouterNet, param_count, sidecar_path
+from engine.router import MIN_BASE_EXAMPLES, Router, RouterNet, _settings_sha256, param_count, sidecar_path
 
 TASKS = ["gsm8k", "translate_de", "code_questions", "cnn_dailymail", "object_counting", "strategyqa"]
 
@@ -141,7 +141,10 @@ def test_head_only_retrain_adds_an_adapter(router, data):
     for k in ("embed.weight", "fc1.weight", "fc2.weight"):  # layers 1-3 frozen
         assert torch.equal(again.net.state_dict()[k], router.net.state_dict()[k])
     old = {a: ps for a, ps in test.items() if a in TASKS}
-    assert _accuracy(again, old) >= _accuracy(router, old) - 0.01  # old tasks keep their accuracy
+    # old tasks keep their accuracy: with the base class, 2 of the 180 (short code questions that name a
+    # programming language) move to language_identification; without it none do
+    n_old = sum(map(len, old.values()))
+    assert _accuracy(again, old) >= _accuracy(router, old) - 2 / n_old - 1e-9
     assert _accuracy(again, {"language_identification": test["language_identification"]}) >= 0.9  # new one learned
     assert router.adapters == TASKS  # the old router is untouched
     assert torch.equal(again.net.head.weight[-1], router.net.head.weight[-1])  # the base row is kept too
@@ -162,7 +165,7 @@ def test_head_only_retrain_removes_an_adapter_and_full_retrain(router, data):
     test = {a: ps for a, ps in data[1].items() if a != "gsm8k"}
     head = router.retrain(train)
     assert head.adapters == TASKS[1:] and _accuracy(head, test) >= 0.99
-    full = router.retrain(train, full=True, epochs=5)
+    full = router.retrain(train, full=True, epochs=10)  # 5 epochs were too few once the base class was in
     assert full.adapters == TASKS[1:] and not torch.equal(full.net.fc1.weight, router.net.fc1.weight)
     assert _accuracy(full, test) >= 0.95
 
@@ -197,7 +200,9 @@ def test_version_1_router_without_base_class_still_loads_and_routes(data, tmp_pa
     r.save(path)
     meta = json.loads(sidecar_path(path).read_text())
     del meta["base"]
-    sidecar_path(path).write_text(json.dumps({**meta, "version": 1}))
+    meta["version"] = 1
+    meta["settings_sha256"] = _settings_sha256(meta)
+    sidecar_path(path).write_text(json.dumps(meta))
     old = Router.load(path, adapters=TASKS)
     assert old.labels == TASKS and not old.base
     event = old.route(data[1]["gsm8k"][0])
@@ -234,7 +239,7 @@ def test_load_refuses_missing_or_corrupt_files(router, tmp_path):
         Router.load(path)
     path.write_bytes(good_blob)
     side.write_text(json.dumps({**json.loads(good_side), "net": {"dim": 7, "hidden": 3}}))
-    with pytest.raises(RouterError, match="corrupt router"):
+    with pytest.raises(RouterError, match="settings were changed after training"):
         Router.load(path)
     side.unlink()
     with pytest.raises(RouterError, match="r.json: router file not found"):
@@ -333,9 +338,13 @@ def test_route_with_trained_router(router, data):
 
 # ---------------------------------------------------------------------- CLI
 def _cli(*argv):
-    p = argparse.ArgumentParser()
+    """The exit status of `switchboard router ARGV` (argparse refuses bad flag values itself)."""
+    p = Parser()
     router_cmd.add_parser(p.add_subparsers(dest="command"))
-    return router_cmd.run(p.parse_args(["router", *argv]))
+    try:
+        return router_cmd.run(p.parse_args(["router", *argv]))
+    except SystemExit as e:
+        return e.code
 
 
 def test_cli_train_and_eval(data, tmp_path, capsys):
@@ -345,7 +354,8 @@ def test_cli_train_and_eval(data, tmp_path, capsys):
     assert _cli("train", "--examples", str(tmp_path / "train"), "--out", str(out), "--epochs", "40") == 0
     text = capsys.readouterr().out
     assert "epoch 40/40" in text
-    assert float(re.search(r"held-out accuracy: (\d\.\d{4}) on 12 examples", text)[1]) >= 0.9
+    # 10% held out: 12 of the adapters' examples and 20 of the base class's 200 general-chat prompts
+    assert float(re.search(r"held-out accuracy: (\d\.\d{4}) on 32 examples", text)[1]) >= 0.9
     assert _cli("eval", "--router", str(out), "--examples", str(tmp_path / "test")) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert re.fullmatch(r"accuracy: \d\.\d{4}", lines[-1]) and float(lines[-1].split()[1]) >= 0.95
@@ -359,4 +369,5 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "a.jsonl:2: invalid JSON" in err
     assert _cli("eval", "--router", str(tmp_path / "none.safetensors"), "--examples", str(tmp_path / "bad")) == 2
-    assert "router file not found" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "router file not found" in err

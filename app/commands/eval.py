@@ -8,6 +8,8 @@ import sys
 from engine import SwitchboardError
 from engine.context import POLICIES
 
+from app.commands import options
+
 
 def add_parser(sub):
     p = sub.add_parser("eval", help="held-out evaluation: base, uniform merge, routed, single-LoRA oracle",
@@ -16,9 +18,11 @@ def add_parser(sub):
                                    "two lines) routed per sentence and once per reply. --conversations: chats "
                                    "of 2-4 turns built from the task files, scored per turn, and small talk, "
                                    "where routed should answer as the base model does. Defaults: the bundled demo.")
-    p.add_argument("--model", help="model folder (default: the demo model)")
-    p.add_argument("--library", help="adapter library with a trained router (default: the demo's)")
-    p.add_argument("--tasks", help="folder of <adapter>.jsonl files with prompt and response (default: the demo's)")
+    p.add_argument("--model", type=options.folder, metavar="DIR", help="model folder (default: the demo model)")
+    p.add_argument("--library", type=options.folder, metavar="DIR",
+                   help="adapter library with a trained router (default: the demo's)")
+    p.add_argument("--tasks", type=options.folder, metavar="DIR",
+                   help="folder of <adapter>.jsonl files with prompt and response (default: the demo's)")
     p.add_argument("--two-tasks", metavar="FILE",
                    help=".jsonl of {prompt, response (two lines), tasks: [first, second]} (default: the demo's, "
                         "when --tasks is not given)")
@@ -28,14 +32,17 @@ def add_parser(sub):
     p.add_argument("--routing-context", default="turn", metavar="POLICY[,POLICY]",
                    help=f"what the router reads: {', '.join(POLICIES)}, several separated by commas, or 'all' "
                         "(default: turn)")
-    p.add_argument("--limit", type=int, help="at most N examples per task (N chats of each kind with --conversations)")
-    p.add_argument("--batch", type=int, default=16,
+    p.add_argument("--limit", type=options.at_least(1), metavar="N",
+                   help="at most N examples per task (N chats of each kind with --conversations)")
+    p.add_argument("--batch", type=options.at_least(1), default=16, metavar="N",
                    help="rows decoded together (default 16); with --conversations, 1 answers one chat after "
                         "another as the app does, its earlier turns kept in the KV cache")
-    p.add_argument("--max-new-tokens", type=int, default=48)
-    p.add_argument("--top-p", type=float, default=0.8)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--json", help="write all numbers to this file")
+    p.add_argument("--max-new-tokens", type=options.setting("max_new_tokens", options.integer), default=48,
+                   metavar="N")
+    p.add_argument("--top-p", type=options.setting("top_p", options.number), default=0.8, metavar="P",
+                   help="routing top-p")
+    p.add_argument("--device", type=options.device, default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--json", metavar="FILE", help="write all numbers to this file")
 
 
 def _progress(method, done, total):
