@@ -1,9 +1,10 @@
 """Controller: the main window (ui/main_window.py) wired to the engine worker (app/worker.py).
 
 On start it opens the configured model, else the bundled demo (model, adapters, router; on first start they are
-installed into the user's library, app/demo_library.py), else shows an empty state that explains how to choose a model folder. It owns the conversation (app/conversation.py): streamed
-events update it, and the views redraw from it at most once per frame. The Library menu opens the library window
-(app/library_controller.py) on the same worker."""
+installed into the user's library, app/demo_library.py), else shows an empty state that explains how to choose a
+model folder. It owns the conversation (app/conversation.py): streamed events update it, and the views redraw
+from it at most once per frame. The Library menu opens the library window (app/library_controller.py) on the same
+worker."""
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -12,7 +13,7 @@ from engine.generation import GenerationSettings
 
 from . import export, paths
 from .conversation import Conversation
-from .settings import DEVICES, DTYPES, Settings
+from .settings import DEVICES, DTYPES, ROUTING_CONTEXTS, Settings
 from .worker import EngineWorker, ModelInfo
 from .worker_signals import WorkerSignals
 from ui import colors
@@ -115,15 +116,17 @@ class Controller(QObject):
         return Path(self.library_override or self.settings.library_dir or paths.default_library_dir()).expanduser()
 
     def open_settings(self):
-        current = {key: getattr(self.settings, key) for key in ("model_dir", "library_dir", "device", "dtype")}
-        values = self.window.ask_settings(current, str(paths.default_library_dir()), DEVICES, DTYPES)
+        model_keys = ("model_dir", "library_dir", "device", "dtype")
+        current = {key: getattr(self.settings, key) for key in (*model_keys, "routing_context")}
+        values = self.window.ask_settings(current, str(paths.default_library_dir()), DEVICES, DTYPES,
+                                          ROUTING_CONTEXTS)
         if values is None:
             return
         if values["library_dir"] != self.settings.library_dir:
             self.library_override = None  # a library chosen in Settings replaces the one --library gave
         for key, value in values.items():
             setattr(self.settings, key, value)
-        if values != current or self.model is None:
+        if any(values[k] != current[k] for k in model_keys) or self.model is None:  # the routing context: next reply
             self.worker.cancel()
             self.open_default_model()
 
@@ -172,7 +175,7 @@ class Controller(QObject):
         self._generate()
 
     def _generate(self):
-        settings = GenerationSettings(**self.window.controls.values())
+        settings = GenerationSettings(**self.window.controls.values(), routing_context=self.settings.routing_context)
         messages = self.conv.messages()
         self.conv.start_assistant(settings)
         self._inspected = None

@@ -1,5 +1,6 @@
 """Typed access to the persisted settings. The store is a QSettings (or anything with its value / setValue /
 sync), made by the app (app/gui.py) or a test (backed by a temp file); this module needs no Qt."""
+from engine.context import POLICIES
 from engine.errors import SwitchboardError
 from engine.generation import GenerationSettings
 
@@ -7,6 +8,20 @@ ORGANIZATION = "LoRA Switchboard"
 APPLICATION = "switchboard"
 DEVICES = ("auto", "cuda", "cpu")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
+# what the router reads before each sentence (engine/context.py): Settings offers these, in this order
+ROUTING_CONTEXTS = {
+    "turn": "Current turn: your latest message and the reply so far (recommended)",
+    "sentence": "Current sentence: your latest message and the reply's last sentence",
+    "decayed": "Current turn, with earlier turns at a lower weight",
+    "history": "Whole conversation (its last 256 words)",
+}
+
+
+def _routing_context(value) -> str:
+    if value not in POLICIES:
+        raise ValueError(f"routing context must be one of {', '.join(POLICIES)}, got {value!r}")
+    return value
+
 
 # key: (default, type)
 _FIELDS = {
@@ -14,6 +29,7 @@ _FIELDS = {
     "library_dir": ("", str),  # empty: app.paths.default_library_dir()
     "device": ("auto", str),
     "dtype": ("auto", str),
+    "routing_context": (GenerationSettings().routing_context, _routing_context),  # every reply, from Settings
 }
 # the GenerationSettings fields the window's Generation controls set, kept between runs (defaults: GenerationSettings)
 GENERATION = {"top_p": float, "max_adapters": int, "temperature": float, "max_new_tokens": int}

@@ -110,7 +110,8 @@ def test_drop_adds_valid_adapters_and_lists_each_refusal(qtbot, tmp_path, llama_
     assert not panel.import_progress.isVisible()
     # the valid ones are listed, and hot-added to the running engine
     assert names(panel) == ["alpha", "beta"] and panel.bank == ["alpha", "beta"]
-    assert "loaded into" in panel.notice.text() and "Retrain" in panel.notice.text()
+    notice = panel.notice.text()
+    assert "loaded into" in notice and "The chat routes to them once the router is retrained" in notice
     assert "No router examples for alpha, beta" in panel.retrain.status.text()  # what a retrain needs first
     assert not panel.retrain.retrain_button.isEnabled()
     # zip-slip: nothing written outside the library

@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QApplication, QToolButton
 
 from app import export
 from app.conversation import Conversation
-from engine.events import RoutingEvent
+from engine.events import BASE, RoutingEvent
 from engine.generation import GenerationSettings
 from ui import colors, tinted_markdown
 from ui.chat_pane import ChatPane, InputBox
@@ -113,6 +113,25 @@ def test_chart_without_router_shows_the_fixed_mix(qtbot):
     qtbot.addWidget(chart)
     chart.set_routing({}, {"pinned": 1.0}, 0.8)
     assert chart.bar_values() == {"pinned": 1.0} and not chart.cut.isVisible()
+
+
+def test_the_base_model_is_a_bar_in_the_chart_and_a_segment_in_the_timeline(qtbot):
+    """Abstention: the router's base-model class has a bar of its own, and its share of a mix is drawn in the base
+    model's grey, in the chart, the timeline and the sentence tint."""
+    assert colors.BASE_NAME == BASE  # ui imports no engine: the name is written twice, and checked here
+    chart = RoutingChart()
+    qtbot.addWidget(chart)
+    probs = {"a": 0.3, "b": 0.1, BASE: 0.6}
+    chart.set_routing(probs, {BASE: 0.6 / 0.9, "a": 0.3 / 0.9}, 0.8)
+    assert chart._names == [BASE, "a", "b"] and chart.bar_values() == pytest.approx(probs)
+    assert chart.plot.getAxis("left")._tickLevels[0][0] == (0, BASE)
+    assert chart.bars.opts["brushes"][0].color() == colors.BASE and colors.tint(BASE).rgb() == colors.BASE.rgb()
+    assert chart.bars.opts["brushes"][1].color() == adapter_color("a") != colors.BASE
+    timeline = Timeline()
+    qtbot.addWidget(timeline)
+    timeline.set_sentences([{"a": 0.25, BASE: 0.75}, {BASE: 1.0}], [0])
+    assert [b.color() for b in timeline.segments.opts["brushes"]] == [colors.BASE, adapter_color("a"), colors.BASE]
+    assert timeline.segments.opts["height"].tolist() == pytest.approx([0.75, 0.25, 1.0])
 
 
 def test_timeline_stacks_one_bar_per_sentence_and_reports_clicks(qtbot):

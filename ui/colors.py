@@ -9,7 +9,8 @@ PALETTE = [
     "#9c755f", "#a0cbe8", "#8cd17d", "#d37295", "#499894", "#7b66d2", "#c85200", "#2f4b7c",
     "#bcbd22", "#17becf", "#8c564b", "#f1ce63",
 ]
-BASE = QColor("#b8bec7")      # the base model (no adapter selected)
+BASE = QColor("#b8bec7")      # the base model (no adapter selected, or the router's share for it)
+BASE_NAME = "base model"      # the router's name for the base model in probs and mixes (engine.events.BASE)
 UNSELECTED = QColor("#d5d9df")  # chart bars the top-p cut dropped
 TINT_ALPHA = 60               # of 255: sentence backgrounds stay readable under dark text
 
@@ -48,6 +49,8 @@ def choose(name: str, color: str | None):
 
 
 def adapter_color(name: str) -> QColor:
+    if name == BASE_NAME:  # a bar, segment or tint like the base model's everywhere else
+        return QColor(BASE)
     return QColor(_chosen.get(name) or PALETTE[_assigned.get(name, _slot(name))])
 
 

@@ -116,11 +116,12 @@ class MainWindow(QMainWindow):
         self.status_progress.hide()
 
     # ---- asking ----
-    def ask_settings(self, values: dict, default_library: str, devices, dtypes) -> dict | None:
-        """Settings > Model and library: `values` (model_dir, library_dir, device, dtype) as the user left them,
-        or None when cancelled."""
+    def ask_settings(self, values: dict, default_library: str, devices, dtypes, contexts: dict) -> dict | None:
+        """Settings > Model and library: `values` (model_dir, library_dir, device, dtype, routing_context) as the
+        user left them, or None when cancelled. contexts: {routing context: its description}."""
         dialog = SettingsDialog(values["model_dir"], values["library_dir"], default_library, values["device"],
-                                values["dtype"], devices, dtypes, self)
+                                values["dtype"], devices, dtypes, self, routing_context=values["routing_context"],
+                                contexts=contexts)
         try:
             return dialog.values() if dialog.exec() else None
         finally:

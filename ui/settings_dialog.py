@@ -1,11 +1,12 @@
-"""Settings > Model and library: pick a local Hugging Face model folder, the adapter library folder, device and dtype."""
+"""Settings > Model and library: pick a local Hugging Face model folder, the adapter library folder, device and dtype,
+and what the router reads before each sentence (the routing context)."""
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
                                QLabel, QLineEdit, QPushButton)
 
 
 class SettingsDialog(QDialog):
     def __init__(self, model_dir: str, library_dir: str, default_library: str, device: str, dtype: str, devices,
-                 dtypes, parent=None):
+                 dtypes, parent=None, *, routing_context: str = "", contexts: dict | None = None):
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self.setMinimumWidth(520)
@@ -17,6 +18,10 @@ class SettingsDialog(QDialog):
         self.dtype = QComboBox()
         self.dtype.addItems(dtypes)
         self.dtype.setCurrentText(dtype)
+        self.routing_context = QComboBox()  # items: the description, data: the setting's value
+        for value, text in (contexts or {}).items():
+            self.routing_context.addItem(text, value)
+        self.routing_context.setCurrentIndex(max(self.routing_context.findData(routing_context), 0))
         hint = QLabel("A folder with config.json, safetensors weights and tokenizer files. "
                       "Changes reload the model.", wordWrap=True, objectName="panelNote")
         buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
@@ -27,10 +32,14 @@ class SettingsDialog(QDialog):
         form.addRow("", hint)
         form.addRow("Adapter library", self._with_browse(self.library_dir, "Choose the adapter library folder"))
         form.addRow("", QLabel("Your adapters, their router examples and the router (created when missing). "
-                               "Not used with the demo model, which brings its own.", wordWrap=True,
+                               "An empty one gets the demo's adapters the first time the demo model opens.",
+                               wordWrap=True,
                                objectName="panelNote"))
         form.addRow("Device", self.device)
         form.addRow("Dtype", self.dtype)
+        form.addRow("Routing reads", self.routing_context)
+        form.addRow("", QLabel("What the router reads before each sentence to pick its adapters. Applies from the "
+                               "next reply, without reloading.", wordWrap=True, objectName="panelNote"))
         form.addRow(buttons)
 
     def _with_browse(self, edit: QLineEdit, title: str) -> QHBoxLayout:
@@ -44,4 +53,5 @@ class SettingsDialog(QDialog):
 
     def values(self) -> dict:
         return {"model_dir": self.model_dir.text().strip(), "library_dir": self.library_dir.text().strip(),
-                "device": self.device.currentText(), "dtype": self.dtype.currentText()}
+                "device": self.device.currentText(), "dtype": self.dtype.currentText(),
+                "routing_context": self.routing_context.currentData()}
