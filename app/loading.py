@@ -23,11 +23,12 @@ class Opened:
 
 
 def open_engine(model_dir=None, *, library_dir=None, device="auto", dtype="auto", allow_pickle=False,
-                progress=None) -> Opened:
+                progress=None, notify=None) -> Opened:
     """model_dir None -> the demo model. library_dir: the adapter library to load (with its router). The demo
     with a library folder that is not there yet or empty (first start) installs the demo's adapters, examples and
     router into it first (app/demo_library.py); the demo without a library loads its own bundled adapters and
-    router."""
+    router. progress(done, total, name) after each library adapter loads; notify(message) before each step of
+    installing the demo."""
     demo = model_dir is None
     if demo:
         if not demo_available():
@@ -41,7 +42,7 @@ def open_engine(model_dir=None, *, library_dir=None, device="auto", dtype="auto"
     if library_dir is not None:
         library = Library(library_dir)
         if demo and first_start(library):
-            installed = install_demo(library, engine)
+            installed = install_demo(library, engine, progress=notify)
             notes = [installed.message]
         else:
             notes = library.problems()  # before loading: a writer repairs what it can

@@ -200,7 +200,8 @@ class EngineWorker:
         self._engine = None  # free the old model's memory before the new one loads
         from app.loading import open_engine  # imports torch: on this thread, not at start-up
 
-        opened = open_engine(model_dir, library_dir=library_dir, device=device, dtype=dtype)
+        opened = open_engine(model_dir, library_dir=library_dir, device=device, dtype=dtype,
+                             notify=lambda message: self.report(Progress(message)))
         self._engine, self._demo = opened.engine, opened.demo
         return Loaded([(str(path), reason) for path, reason in opened.refused], opened.colors, opened.notes)
 
