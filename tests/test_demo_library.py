@@ -3,6 +3,7 @@ router are installed into the user's library; installing again changes nothing; 
 user has; an adapter the user adds is routed in the chat once the router is retrained."""
 import hashlib
 import json
+import random
 import shutil
 from pathlib import Path
 
@@ -91,20 +92,30 @@ def test_install_keeps_what_the_user_has(tmp_path):
     assert library.router_info()["matches"]
 
 
+def shout_prompts(n, seed):
+    rng = random.Random(seed)
+    words = "river lamp garden window music coffee mountain paper engine yellow silver forest planet rabbit".split()
+    return [rng.choice(["Shout this: ", "Say it in capitals: ", "Write in all caps: ", "Make this loud: "])
+            + " ".join(rng.sample(words, 3)) + rng.choice([".", "!", ""]) for _ in range(n)]
+
+
+@pytest.mark.slow
 def test_an_adapter_added_to_the_installed_library_is_routed_after_a_retrain(installed, tmp_path):
+    """A full retrain: a head-only one keeps the features, which never saw the new adapter's words and read them
+    as general chat, so the base model kept about half of its fresh prompts (docs/PERFORMANCE.md)."""
     root, opened = installed
     library, engine = Library(tmp_path / "library"), opened.engine
     shutil.copytree(root, library.root)
     shout = make_adapter_dir(tmp_path / "shout", DEMO_DIR / "model", seed=4)
-    (shout / "examples.txt").write_text("".join(f"SHOUT THIS LOUDLY PLEASE {w}!\n" for w in
-                                                ("HELLO", "FRIENDS", "GOOD MORNING", "THANK YOU", "WORLD") * 6),
+    (shout / "examples.txt").write_text("".join(p + "\n" for p in dict.fromkeys(shout_prompts(40, 0))),
                                         encoding="utf-8")
     added = library.import_paths([shout], engine=engine)
     assert added[0].ok and engine.adapters == TASKS + ["shout"] and engine.router is not None
-    report = library.retrain(engine)
-    assert report["mode"] == "head" and engine.router.adapters == TASKS + ["shout"]
-    first = next(e for e in engine.generate([{"role": "user", "content": "SHOUT THIS LOUDLY PLEASE: GOOD NIGHT!"}],
-                                            max_new_tokens=4) if isinstance(e, RoutingEvent))
-    assert max(first.selected, key=first.selected.get) == "shout"
+    report = library.retrain(engine, full=True)
+    assert report["mode"] == "full" and engine.router.adapters == TASKS + ["shout"]
+    fresh = shout_prompts(20, 1)
+    firsts = [next(e for e in engine.generate([{"role": "user", "content": p}], max_new_tokens=2)
+                   if isinstance(e, RoutingEvent)) for p in fresh]
+    assert sum(max(e.selected, key=e.selected.get) == "shout" for e in firsts) >= 19
     engine.remove_adapter("shout")  # the module's engine goes back as it was
     engine.load_router(Library(root).router_info()["path"])
