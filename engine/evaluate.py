@@ -202,7 +202,7 @@ def run_conversations(engine, tasks, small_talk, *, limit=None, batch=16, max_ne
     talk = [[("", {"prompt": p})] for p in small_talk]
     base = [turns[0]["text"] for turns in converse(engine, talk, "base", label="small talk, base", **kw)]
     for column, method, policy in columns:
-        if method != "routed":
+        if method != "routed" or not talk:
             continue
         routed = converse(engine, talk, "routed", routing_context=policy, label=f"small talk, {column}", **kw)
         result["small_talk"][column] = {

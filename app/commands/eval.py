@@ -58,6 +58,14 @@ def _policies(text):
     return policies
 
 
+def _bundled(path, what):
+    """The demo's file when the bundle has it (a bundle built before it existed has none)."""
+    if not path.is_file():
+        print(f"[no {what}: {path} is missing; rebuild the demo with packaging/build_demo.py]", file=sys.stderr)
+        return None
+    return path
+
+
 def run(args) -> int:
     from app.loading import open_engine
     from app.paths import DEMO_DIR
@@ -73,14 +81,15 @@ def run(args) -> int:
         kw = dict(limit=args.limit, batch=args.batch, max_new_tokens=args.max_new_tokens, top_p=args.top_p,
                   progress=_progress)
         if args.conversations:
-            small_talk = read_examples_file(args.small_talk or DEMO_DIR / "small_talk.jsonl")
+            talk = args.small_talk or _bundled(DEMO_DIR / "small_talk.jsonl", "small talk")
+            small_talk = read_examples_file(talk) if talk else []
             res = evaluate.run_conversations(engine, tasks, small_talk, policies=policies, **kw)
             _print_conversations(res)
         else:
             if len(policies) > 1:
                 raise SwitchboardError("--routing-context takes one policy without --conversations")
             res = evaluate.run(engine, tasks, **kw)
-            two = args.two_tasks or (None if args.tasks else DEMO_DIR / "two_tasks.jsonl")
+            two = args.two_tasks or (None if args.tasks else _bundled(DEMO_DIR / "two_tasks.jsonl", "two-task prompts"))
             if two is not None:
                 res["two_tasks"] = evaluate.run_two_tasks(engine, evaluate.load_two_tasks(two, engine.adapters),
                                                           **kw)
