@@ -23,12 +23,17 @@ class Engine:
         self.model, self.tokenizer, self.hf_config = model, tokenizer, hf_config
         self.model_dir = model_dir
         self.model_name = model_dir.name
-        self.device = model.lm_head.weight.device
+        self.device = model.model.norm.weight.device
+        self.dtype = model.model.norm.weight.dtype   # the compute dtype
+        self.quantize = getattr(model, "quantize", None)   # None | "int8" | "int4": weight-only, see engine/quant.py
+        if self.quantize and strategy == "merged":
+            raise SwitchboardError(f"strategy 'merged' writes adapters into float weights; this {self.quantize} model "
+                                   "applies them unmerged (strategy 'gathered' or 'auto')")
         self.bank = AdapterBank(model)
         self.router = None
         self.strategy = strategy                # "auto" | "merged" | "gathered"
         self.context_len = hf_config.max_position_embeddings
-        self.eos_ids = _eos_ids(tokenizer, model_dir)
+        self.eos_ids = _eos_ids(tokenizer, model_dir, hf_config)
         self.decoder = Decoder(self.device)
         self._cancel = threading.Event()
         self._excluded: set[str] = set()        # adapters being removed: never routed again (see exclude)
@@ -36,8 +41,10 @@ class Engine:
 
     @classmethod
     def load(cls, model_dir, device: str = "auto", dtype: str = "auto", allow_pickle: bool = False,
-             strategy: str = "auto") -> "Engine":
-        model, tokenizer, cfg = load_model(model_dir, device, dtype, allow_pickle)
+             strategy: str = "auto", quantize: str | None = "auto") -> "Engine":
+        """model_dir: a Hugging Face folder or a .gguf file. quantize: None, "int8", "int4", or "auto" (a GGUF
+        file's own precision: int4 for 4-bit files, int8 for 5- to 8-bit ones; none for float weights)."""
+        model, tokenizer, cfg = load_model(model_dir, device, dtype, allow_pickle, quantize)
         return cls(model, tokenizer, cfg, Path(model_dir).expanduser(), strategy)
 
     # ---- adapters and router ---------------------------------------------------------------------
@@ -90,6 +97,8 @@ class Engine:
         self._mix_key = key
 
     def _use_gathered(self) -> bool:
+        if self.quantize:
+            return True  # integer weights cannot take a merge
         if self.strategy != "auto":
             return self.strategy == "gathered"
         if self.device.type != "cuda" or self.bank.mode == "merged":
@@ -304,12 +313,12 @@ class _Stream:
             yield from self._emit(len(self.text), row, False)
 
 
-def _eos_ids(tokenizer, model_dir: Path) -> set[int]:
+def _eos_ids(tokenizer, model_dir: Path, hf_config) -> set[int]:
     if tokenizer is None:  # a benchmark model built from a shape: token ids only
         return set()
     ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
     try:  # generation_config.json may name more end tokens (Llama 3: <|eot_id|> besides <|end_of_text|>)
         eos = json.loads((model_dir / "generation_config.json").read_text(encoding="utf-8")).get("eos_token_id")
-    except (OSError, ValueError, AttributeError):
-        return ids  # none, or unreadable: the tokenizer's EOS is all there is
+    except (OSError, ValueError, AttributeError):  # none, or unreadable: the config's (a GGUF file's end tokens)
+        eos = getattr(hf_config, "eos_token_id", None)
     return ids | {int(e) for e in (eos if isinstance(eos, list) else [eos]) if isinstance(e, int)}

@@ -195,12 +195,12 @@ class Transformer(nn.Module):
             return
         batch, max_seq = max(batch, self.cache_shape[0]), max(max_seq, self.cache_shape[1])
         a = self.args
-        dtype = self.lm_head.weight.dtype
+        dtype = self.model.norm.weight.dtype  # the compute dtype (a quantized lm_head holds integers)
         for layer in self.model.layers:
             device = layer.input_layernorm.weight.device
             layer.self_attn.kv_cache = KVCache(batch, a.n_kv_heads, max_seq, a.head_dim, dtype, device)
         if self.rope.shape[0] < max_seq:
-            self.rope = rope_table_fn(max_seq).to(self.lm_head.weight.device)
+            self.rope = rope_table_fn(max_seq).to(self.model.norm.weight.device)
         self.cache_shape = (batch, max_seq)
         self.cache_version += 1
 
@@ -208,7 +208,7 @@ class Transformer(nn.Module):
         # idx: [B, T] token ids; input_pos: [T] cache slots; pad: [B] left-padding per row (0 for a chat)
         S = self.cache_shape[1]
         pos = (input_pos[None, :] - pad[:, None]).clamp(min=0)                      # (B, T) rope positions
-        rope = self.rope[pos].to(self.lm_head.weight.dtype)                          # (B, T, 2, hd)
+        rope = self.rope[pos].to(self.model.norm.weight.dtype)                       # (B, T, 2, hd)
         cos, sin = rope[:, :, 0], rope[:, :, 1]
         slots = torch.arange(S, device=idx.device)
         q_slot, k_slot = input_pos[None, :, None], slots[None, None, :]              # (1, T, 1), (1, 1, S)
@@ -223,4 +223,4 @@ class Transformer(nn.Module):
                 x, cos, sin, mask, input_pos = (t.to(dev) for t in (x, cos, sin, mask, input_pos))
             x = layer(x, cos, sin, mask, input_pos)
         x = self.model.norm(x)
-        return self.lm_head(x.to(self.lm_head.weight.device))
+        return self.lm_head(x)  # the final norm and lm_head share the last device
