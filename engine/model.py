@@ -40,7 +40,7 @@ def read_config(model_dir: Path):
     if not model_dir.exists():
         raise ModelError(f"model folder not found: {model_dir}")
     if not model_dir.is_dir():
-        raise ModelError(f"not a folder: {model_dir} (pick the folder that holds config.json)")
+        raise ModelError(f"not a folder: {model_dir} (pick the folder that holds config.json, or a .gguf file)")
     if not (model_dir / "config.json").is_file():
         raise ModelError(f"{model_dir} has no config.json: is this a Hugging Face model folder?")
     try:
