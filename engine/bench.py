@@ -42,7 +42,8 @@ def sync(device):
 
 
 def build(shape: str | None, model_dir: str | None, device: str, dtype: str):
-    """-> (engine, hf_model_factory). The HF model is built twice (plain and PEFT) from the same weights."""
+    """-> (engine, hf_model_factory, quantized_factory). The HF model is built twice (plain and PEFT) from the
+    same weights; quantized_factory(kind) builds an engine of them with int8 or int4 weights."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     dev = resolve_device(device)
@@ -61,6 +62,11 @@ def build(shape: str | None, model_dir: str | None, device: str, dtype: str):
         engine = Engine(assemble(cfg, dev, dt, state.items(), shape), None, cfg, Path(shape))
         del hf
 
+    def quantized(kind):
+        if model_dir:
+            return Engine.load(model_dir, device=str(dev), dtype=str(dt).removeprefix("torch."), quantize=kind)
+        return Engine(assemble(cfg, dev, dt, state.items(), shape, kind), None, cfg, Path(shape))
+
     def hf_model():
         with torch.device(dev):
             m = AutoModelForCausalLM.from_config(cfg, dtype=dt)
@@ -69,7 +75,7 @@ def build(shape: str | None, model_dir: str | None, device: str, dtype: str):
             m.tie_weights()
         return m.eval()
 
-    return engine, hf_model
+    return engine, hf_model, quantized
 
 
 def write_adapters(root: Path, module_shapes: dict, n: int, rank: int, targets, dtype) -> list[Path]:
@@ -142,10 +148,10 @@ def random_mix(names, k, rng):
 
 
 def run(shape="tiny", model_dir=None, device="auto", dtype="auto", adapters=100, rank=8, targets="q_proj,v_proj",
-        prompt_len=256, new=128, runs=3, switch_every=20, batch=8, peft=True, log=print) -> dict:
+        prompt_len=256, new=128, runs=3, switch_every=20, batch=8, peft=True, quantize=(), log=print) -> dict:
     targets = parse_targets(targets)
-    engine, hf_model = build(shape, model_dir, device, dtype)
-    dev, dt = engine.device, engine.model.lm_head.weight.dtype
+    engine, hf_model, quantized = build(shape, model_dir, device, dtype)
+    dev, dt = engine.device, engine.dtype
     params = sum(p.numel() for p in engine.model.parameters())
     rng = random.Random(0)
     prompt = torch.randint(0, engine.model.args.vocab_size, (1, prompt_len), device=dev,
@@ -161,7 +167,7 @@ def run(shape="tiny", model_dir=None, device="auto", dtype="auto", adapters=100,
     log(f"compile + warm-up: {res['compile_s']:.1f} s")
 
     tmp = tempfile.TemporaryDirectory()
-    names = []
+    names, paths = [], []
     if adapters:
         paths = write_adapters(Path(tmp.name), engine.module_shapes(), adapters, rank, targets, dt)
         sync(dev)
@@ -238,6 +244,10 @@ def run(shape="tiny", model_dir=None, device="auto", dtype="auto", adapters=100,
             row_names = [names[(r * batch + i) % len(names)] for i in range(batch)]
             ms, _ = hf_decode(peft_model, prompt.repeat(batch, 1), new, adapter_names=row_names)
             add("peft_batch_adapter_names_tok_s", batch * 1000 / ms)
+    if quantize:
+        from . import bench_quant
+
+        res["quantized"] = bench_quant.run(engine, quantized, quantize, prompt, paths, new, runs, switch_every, log)
     tmp.cleanup()
 
     for key, values in samples.items():
@@ -277,6 +287,10 @@ def table(res: dict) -> str:
         out.append(f"memory: bank {res['bank_bytes'] / 2**20:.0f} MiB, W0 copies {res['w0_bytes'] / 2**20:.0f} MiB; "
                    f"{res['adapters']} adapters = {res['adapter_params'] / 1e6:.1f} M params = "
                    f"{res['adapter_params_pct_of_model']:.3f}% of the model; import {res['import_s']:.1f} s")
+    if "quantized" in res:
+        from . import bench_quant
+
+        out += bench_quant.table(res["quantized"], res["adapters"], res["targets"])
     return "\n".join(out)
 
 

@@ -17,7 +17,7 @@ def dequantized(module: QuantizedLinear) -> torch.Tensor:
     """The float weight [out, in] the module computes with."""
     if isinstance(module, Int8Linear):
         return module.qweight.float() * module.scale.float()[:, None]
-    eye = torch.eye(module.in_features, dtype=module.compute_dtype)
+    eye = torch.eye(module.in_features, dtype=module.compute_dtype, device=module.device)
     return module.matmul(eye).float().T  # column j is W @ e_j: the kernel's own dequantization
 
 
@@ -180,3 +180,25 @@ def test_loading_holds_at_most_one_layer_in_float(llama_dir, monkeypatch):
     eng = Engine.load(llama_dir, device="cpu", quantize="int8")
     layer = sum(i * o for i, o in eng.module_shapes().values()) // eng.model.args.n_layers
     assert 0 < peak[0] < layer
+
+
+@pytest.mark.slow
+def test_command_line_quantize(llama_dir, tmp_path, capsys):
+    from app.cli import main
+
+    assert main(["chat", "--model", str(llama_dir), "--quantize", "int8", "--max-new-tokens", "8", "hello"]) == 0
+    assert "(cpu, float32, int8 weights, 0 adapters)" in capsys.readouterr().err
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--shape", "tiny", "--adapters", "4", "--runs", "1", "--prompt", "32", "--new", "24",
+                 "--no-peft", "--quantize", "int8,int4", "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "engine, int8 weights" in table and "engine, int4 weights" in table and "KV at 8192 tokens" in table
+    import json
+    rows = json.loads(out.read_text())["quantized"]
+    for kind in ("int8", "int4"):
+        row = rows[kind]
+        assert row["base_ms"] > 0 and row["fused_ms"] > 0 and row["switch_ms"] > 0 and 0 <= row["top1_agreement"] <= 1
+        assert row["kv_bytes_8k"] == 2 * 4 * 2 * 64 * 8192 * 4  # k and v x 4 layers x 2 kv heads x head_dim 64, fp32
+    assert rows["int4"]["weights_bytes"] < rows["int8"]["weights_bytes"]
+    assert main(["bench", "--shape", "tiny", "--quantize", "int5"]) == 2
+    assert "unknown kind 'int5'" in capsys.readouterr().err

@@ -18,6 +18,8 @@ def add_parser(sub):
     p.add_argument("--new", type=int, default=128, help="new tokens (EOS ignored)")
     p.add_argument("--runs", type=int, default=3, help="interleaved rounds; the median is reported")
     p.add_argument("--no-peft", action="store_true", help="skip the PEFT baselines")
+    p.add_argument("--quantize", help="also time engines with these weights, e.g. int8,int4: rows next to the "
+                                      "float engine (decode, fused, switch, quality, memory)")
     p.add_argument("--json", help="write all numbers to this file")
     p.add_argument("--library", action="store_true",
                    help="instead: time importing --adapters random adapters of --shape into a fresh adapter "
@@ -26,7 +28,7 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from engine import SwitchboardError, bench
+    from engine import SwitchboardError, bench, bench_quant
 
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     try:
@@ -40,7 +42,8 @@ def run(args) -> int:
         else:
             kind = bench
             res = bench.run(args.shape, args.model, args.device, args.dtype, args.adapters, args.rank,
-                            args.targets, args.prompt, args.new, args.runs, peft=not args.no_peft, log=log)
+                            args.targets, args.prompt, args.new, args.runs, peft=not args.no_peft,
+                            quantize=bench_quant.parse_kinds(args.quantize), log=log)
     except SwitchboardError as e:
         print(f"switchboard bench: {e}", file=sys.stderr)
         return 2

@@ -9,11 +9,13 @@ def add_parser(sub):
                        description="Stream a reply to PROMPT. The reply goes to stdout; each sentence's routing "
                                    "and the final statistics go to stderr. Without --model: the bundled demo.")
     p.add_argument("prompt", help="the user message")
-    p.add_argument("--model", help="a local Hugging Face model folder (default: the bundled demo)")
+    p.add_argument("--model", help="a local Hugging Face model folder or .gguf file (default: the bundled demo)")
     p.add_argument("--library", help="an adapter library folder to load (default: the demo's adapters)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--dtype", default="auto", help="auto | bfloat16 | float16 | float32")
     p.add_argument("--allow-pickle", action="store_true", help="load .bin/.pt weights (only for trusted files)")
+    p.add_argument("--quantize", default="auto", choices=["auto", "none", "int8", "int4"],
+                   help="weight-only quantization at load (auto: a GGUF file's own precision, else none)")
     p.add_argument("--system", help="a system prompt")
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--temperature", type=float, default=0.0)
@@ -39,7 +41,7 @@ def run(args) -> int:
 
     try:
         opened = open_engine(args.model, library_dir=args.library, device=args.device, dtype=args.dtype,
-                             allow_pickle=args.allow_pickle)
+                             allow_pickle=args.allow_pickle, quantize=args.quantize)
         print(f"[{opened.description}]", file=sys.stderr)
         messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
                    [{"role": "user", "content": args.prompt}]

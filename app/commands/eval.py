@@ -9,7 +9,7 @@ def add_parser(sub):
     p = sub.add_parser("eval", help="composite-task evaluation: base, uniform merge, routed, single-LoRA oracle",
                        description="Decode every task's prompts (mixed and shuffled, in batches) four ways and "
                                    "score exact match, BLEU and ROUGE-L. Defaults: the bundled demo.")
-    p.add_argument("--model", help="model folder (default: the demo model)")
+    p.add_argument("--model", help="model folder or .gguf file (default: the demo model)")
     p.add_argument("--library", help="adapter library with a trained router (default: the demo's)")
     p.add_argument("--tasks", help="folder of <adapter>.jsonl files with prompt and response (default: the demo's)")
     p.add_argument("--limit", type=int, help="at most N examples per task")
@@ -17,6 +17,8 @@ def add_parser(sub):
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--top-p", type=float, default=0.8)
     p.add_argument("--device", default="auto")
+    p.add_argument("--quantize", default="auto", choices=["auto", "none", "int8", "int4"],
+                   help="weight-only quantization at load (auto: a GGUF file's own precision, else none)")
     p.add_argument("--json", help="write all numbers to this file")
 
 
@@ -26,7 +28,7 @@ def run(args) -> int:
     from engine import evaluate
 
     try:
-        opened = open_engine(args.model, library_dir=args.library, device=args.device)
+        opened = open_engine(args.model, library_dir=args.library, device=args.device, quantize=args.quantize)
         print(f"[{opened.description}]", file=sys.stderr)
         tasks = evaluate.load_tasks(args.tasks or DEMO_DIR / "tasks", opened.engine.adapters)
 
