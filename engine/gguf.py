@@ -57,6 +57,10 @@ def load_gguf(file: Path, device: torch.device, dtype: str, quantize: str | None
         tokenizer = AutoTokenizer.from_pretrained(file.parent, gguf_file=file.name, local_files_only=True)
     except Exception as e:  # noqa: BLE001 - transformers raises many kinds; all mean metadata it cannot use
         raise ModelError(f"{file}: transformers could not read its config or tokenizer: {e}") from None
+    for name, key in (("bos", "bos"), ("eos", "eos"), ("unk", "unknown"), ("pad", "padding")):
+        token_id = _field(reader, f"tokenizer.ggml.{key}_token_id")  # transformers 5.17 reads EOS as BOS, drops PAD
+        if token_id is not None:
+            setattr(tokenizer, f"{name}_token", tokenizer.convert_ids_to_tokens(int(token_id)))
     eos = {_field(reader, f"tokenizer.ggml.{k}_token_id") for k in ("eos", "eot", "eom")} - {None}
     cfg.eos_token_id = sorted(int(e) for e in eos) or None  # llama.cpp ends a reply on any of them
     dev_dtype = resolve_dtype(dtype, device, cfg)

@@ -39,7 +39,7 @@ def write_gguf(model_dir, path, qtype=Q.F32, name="tiny", arch=None, rope_freqs=
     tokens = [t for t, _ in sorted(tok["model"]["vocab"].items(), key=lambda kv: kv[1])]
     special = {a["id"] for a in tok["added_tokens"]}
     w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("default")
+    w.add_tokenizer_pre("qwen2" if model_arch == gguf.MODEL_ARCH.QWEN2 else "default")
     w.add_token_list(tokens)
     w.add_token_types([gguf.TokenType.CONTROL if i in special else gguf.TokenType.NORMAL for i in range(len(tokens))])
     w.add_token_merges([" ".join(m) for m in tok["model"]["merges"]])
@@ -76,8 +76,22 @@ def models(tmp_path_factory):
     for arch, qtypes in (("llama", (Q.F32, Q.F16, Q.Q8_0, Q.Q4_0)), ("mistral", (Q.F32,)), ("qwen2", (Q.F32, Q.Q8_0))):
         root = tmp_path_factory.mktemp(f"gguf_{arch}")
         model_dir = make_model_dir(root / "hf", arch, **SHAPE)
+        if arch == "qwen2":
+            qwen2_pretokenizer(model_dir / "tokenizer.json")
         out[arch] = (model_dir, {q.name: write_gguf(model_dir, root / f"tiny-{arch}.{q.name}.gguf", q) for q in qtypes})
     return out
+
+
+def qwen2_pretokenizer(path):
+    """Split text as Qwen2's tokenizer does (one digit at a time, NFC): what a Qwen2 GGUF's `pre` says."""
+    from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    tok = Tokenizer.from_file(str(path))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), "isolated"),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.save(str(path))
 
 
 def rel_err(a, b):
@@ -97,6 +111,8 @@ def test_float_gguf_answers_exactly_like_its_safetensors_model(arch, models):
         assert eng.tokenizer(text)["input_ids"] == ref.tokenizer(text)["input_ids"]
     assert eng.tokenizer.chat_template == ref.tokenizer.chat_template  # from the file's metadata
     assert eng.eos_ids == ref.eos_ids
+    special = ("bos_token_id", "eos_token_id", "pad_token_id")
+    assert [getattr(eng.tokenizer, k) for k in special] == [getattr(ref.tokenizer, k) for k in special]
     chat = [{"role": "user", "content": TEXTS[1]}]
     assert eng.generate_batch([chat], max_new_tokens=20)[0]["text"] == ref.generate_batch([chat], max_new_tokens=20)[0]["text"]
     assert eng.module_shapes() == ref.module_shapes()  # the adapter library checks shapes against these
