@@ -1,5 +1,6 @@
 """Write a conversation and its per-sentence routing trace as JSON (for tools) or Markdown (for people)."""
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 from app.conversation import Conversation
@@ -10,7 +11,8 @@ def to_json(conv: Conversation, model: str = "") -> str:
     for t in conv.turns:
         turn = {"role": t.role, "content": t.text}
         if t.role == "assistant":
-            turn["settings"], turn["stats"] = t.settings, t.stats
+            turn["settings"] = asdict(t.settings) if t.settings else {}
+            turn["stats"] = t.stats
             turn["sentences"] = [{"text": s.text, "probs": s.probs, "selected": s.selected,
                                   "routing_ms": s.latency_ms} for s in t.sentences]
         turns.append(turn)

@@ -6,10 +6,11 @@ adapter library for this run only;
 import argparse
 import sys
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
-from app.icon import APP_ID
+from app.icon import APP_ID, ICON_DIR, SIZES
 from app.settings import APPLICATION, ORGANIZATION, Settings
 
 
@@ -23,33 +24,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--screenshot", help="save the window as this PNG after the reply, then quit")
     args, qt_args = parser.parse_known_args(argv)
 
+    app = application(qt_args)
+    from app.controller import Controller  # after QApplication: pyqtgraph reads the app's settings on import
+
+    controller = Controller(Settings(QSettings()))
+    controller.library_override = args.library
+    controller.window.show()
+    controller.open_default_model(args.model)
+    if args.prompt or args.screenshot:
+        _script(controller, args.prompt, args.screenshot)
+    return app.exec()
+
+
+def application(qt_args: list[str] = ()) -> QApplication:
+    """The QApplication, named for QSettings (where settings live) and the desktop, with the app's icon."""
     app = QApplication.instance() or QApplication(["switchboard", *qt_args])
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)
     app.setStyle("Fusion")
     app.setDesktopFileName(APP_ID)  # Wayland compositors find the window's icon through the .desktop entry
-    from ui.main_window import MainWindow  # after QApplication: pyqtgraph reads the app's settings on import
-
-    window = MainWindow(Settings())
-    window.library_override = args.library
-    window.show()
-    window.open_default_model(args.model)
-    if args.prompt or args.screenshot:
-        _script(window, args.prompt, args.screenshot)
-    return app.exec()
+    app.setWindowIcon(app_icon())   # every window's, the library's too
+    return app
 
 
-def _script(window, prompt: str | None, screenshot: str | None):
+def app_icon() -> QIcon:
+    """Every PNG size (no SVG icon-engine plugin needed); Qt picks the nearest for title bars and docks."""
+    icon = QIcon()
+    for n in SIZES:
+        icon.addFile(str(ICON_DIR / f"switchboard-{n}.png"))
+    return icon
+
+
+def _script(controller, prompt: str | None, screenshot: str | None):
     """Send `prompt` when the model is ready; save `screenshot` after the reply (or on an error) and quit."""
-    sent = False
+    window = controller.window
 
-    def on_done(name, result):
-        nonlocal sent
-        if name == "warm_up" and prompt and not sent:
-            sent = True
+    def ready():
+        if prompt:
             window.chat.input.setPlainText(prompt)
             window.chat.send.click()
-        elif (name == "generate" or (name == "warm_up" and not prompt)) and screenshot:
+        elif screenshot:
             QTimer.singleShot(500, save)
 
     def save():
@@ -57,12 +71,10 @@ def _script(window, prompt: str | None, screenshot: str | None):
         print(f"screenshot: {screenshot}")
         window.close()
 
-    def on_failed(name, message):
-        if name in ("load_model", "warm_up", "generate") and screenshot:  # the window shows the error: keep that
-            QTimer.singleShot(500, save)
-
-    window.worker.done.connect(on_done)
-    window.worker.failed.connect(on_failed)
+    controller.ready.connect(ready, type=Qt.SingleShotConnection)
+    if screenshot:  # the window shows a failed load or reply: keep that too
+        controller.replied.connect(lambda: QTimer.singleShot(500, save))
+        controller.loadFailed.connect(lambda _message: QTimer.singleShot(500, save))
 
 
 if __name__ == "__main__":

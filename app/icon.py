@@ -1,4 +1,5 @@
-"""The application icon, read from the package data (resources/icons), and the desktop id it is installed under."""
+"""The application icon's files (resources/icons, package data) and the desktop id they are installed under.
+The QIcon built from them is app/gui.py's: this module needs no Qt, so the command line can use it."""
 from pathlib import Path
 
 import resources
@@ -8,14 +9,3 @@ import resources
 APP_ID = "io.github.lora_switchboard.Switchboard"
 ICON_DIR = Path(resources.__file__).parent / "icons"
 SIZES = (16, 24, 32, 48, 64, 128, 256, 512)  # switchboard-<N>.png, rendered by packaging/render_icons.py
-
-
-def app_icon():
-    """-> QIcon with every PNG size (no SVG icon-engine plugin needed); Qt picks the nearest size for title bars
-    and docks. Qt is imported here, so the command line (install-desktop-entry) runs without it."""
-    from PySide6.QtGui import QIcon
-
-    icon = QIcon()
-    for n in SIZES:
-        icon.addFile(str(ICON_DIR / f"switchboard-{n}.png"))
-    return icon

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from engine import Engine, ModelError
 
+from .library import Library
 from .paths import DEMO_DIR, demo_available
 
 
@@ -30,8 +31,6 @@ def open_engine(model_dir=None, *, library_dir=None, device="auto", dtype="auto"
     engine = Engine.load(model_dir, device=device, dtype=dtype, allow_pickle=allow_pickle, quantize=quantize)
     refused, colors = [], {}
     if library_dir is not None:
-        from .library import Library
-
         library = Library(library_dir)
         refused = library.load_into(engine, progress=progress)
         colors = {a.name: a.color for a in library.list() if a.color}

@@ -1,4 +1,5 @@
 """Where things live: the bundled demo, the user's library and data folders (no Qt needed)."""
+import json
 import os
 import sys
 from pathlib import Path
@@ -16,8 +17,6 @@ def demo_available() -> bool:
 def demo_examples(n: int = 3) -> list[str]:
     """The first held-out prompt of the first n demo tasks: what the demo model can answer (it knows only these
     tasks, in their phrasings and number ranges)."""
-    import json
-
     tasks = sorted((DEMO_DIR / "tasks").glob("*.jsonl"))[:n]
     return [json.loads(t.read_text(encoding="utf-8").splitlines()[0])["prompt"] for t in tasks]
 

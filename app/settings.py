@@ -1,27 +1,29 @@
-"""Typed access to the persisted settings (QSettings). Tests pass their own QSettings backed by a temp file."""
-from PySide6.QtCore import QByteArray, QSettings
+"""Typed access to the persisted settings. The store is a QSettings (or anything with its value / setValue /
+sync), made by the app (app/gui.py) or a test (backed by a temp file); this module needs no Qt."""
+from engine.errors import SwitchboardError
+from engine.generation import GenerationSettings
 
 ORGANIZATION = "LoRA Switchboard"
 APPLICATION = "switchboard"
 DEVICES = ("auto", "cuda", "cpu")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
+QUANTIZE = ("auto", "none", "int8", "int4")  # Engine.load's quantize (auto: a GGUF file's own precision, else none)
 
-# key: (default, type). max_adapters 0 means "no limit" (the engine's None).
+# key: (default, type)
 _FIELDS = {
     "model_dir": ("", str),
     "library_dir": ("", str),  # empty: app.paths.default_library_dir()
     "device": ("auto", str),
     "dtype": ("auto", str),
-    "top_p": (0.8, float),
-    "max_adapters": (0, int),
-    "temperature": (0.0, float),
-    "max_new_tokens": (256, int),
+    "quantize": ("auto", str),
 }
+# the GenerationSettings fields the window's Generation controls set, kept between runs (defaults: GenerationSettings)
+GENERATION = {"top_p": float, "max_adapters": int, "temperature": float, "max_new_tokens": int}
 
 
 class Settings:
-    def __init__(self, qsettings: QSettings | None = None):
-        self.q = qsettings if qsettings is not None else QSettings(ORGANIZATION, APPLICATION)
+    def __init__(self, store):
+        self.q = store
 
     def __getattr__(self, key):
         if key not in _FIELDS:
@@ -34,18 +36,38 @@ class Settings:
             return default
 
     def __setattr__(self, key, value):
-        if key == "q":
+        if key == "q" or key == "generation":  # the store; the property below
             return object.__setattr__(self, key, value)
         if key not in _FIELDS:
             raise AttributeError(f"Settings has no field {key!r}; known: {', '.join(_FIELDS)}")
         self.q.setValue(key, _FIELDS[key][1](value))
 
-    def window_state(self, name: str) -> QByteArray | None:
-        """Saved geometry/splitter bytes under `name`, or None on first run."""
-        value = self.q.value(f"window/{name}")
-        return value if isinstance(value, QByteArray) else None
+    @property
+    def generation(self) -> GenerationSettings:
+        """The saved generation settings; a field never saved, or hand-edited into a bad value, is the default."""
+        g = GenerationSettings()
+        for key, kind in GENERATION.items():
+            value = self.q.value(key)
+            if value is None:
+                continue
+            try:
+                value = kind(value)
+                g = g.with_(**{key: None if key == "max_adapters" and value == 0 else value})
+            except (TypeError, ValueError, SwitchboardError):
+                pass
+        return g
 
-    def set_window_state(self, name: str, value: QByteArray):
+    @generation.setter
+    def generation(self, g: GenerationSettings):
+        for key in GENERATION:
+            value = getattr(g, key)
+            self.q.setValue(key, 0 if value is None else value)  # max_adapters None ("no limit") is stored as 0
+
+    def window_state(self, name: str):
+        """Saved geometry/splitter bytes under `name` (what the store gives back), or None on first run."""
+        return self.q.value(f"window/{name}")
+
+    def set_window_state(self, name: str, value):
         self.q.setValue(f"window/{name}", value)
 
     def sync(self):

@@ -1,159 +1,235 @@
-"""EngineWorker: the one long-lived QThread that owns the engine (and so the GPU).
+"""EngineWorker: the one long-lived thread that owns the Engine (and so the GPU), and the jobs it runs. No Qt.
 
-Commands go in through a queue as (name, kwargs) and run one at a time in the thread; each ends with
-`done(name, result)` or `failed(name, message)`. A generation also streams `routing(dict)` and
-`tokens(text, sentence_end)`, the tokens batched so the UI gets at most one signal per ~30 ms (plus one per
-sentence end). Payloads are plain Python (dicts, str), never engine objects. The engine is imported in the
-thread: torch and transformers take seconds to import and the window must show at once.
+Queue policy: one FIFO queue, one job at a time, in the order they were submitted. A chat reply, a library job
+and work another part of the app submits (e.g. a server's batch) never run at the same time: each waits for the
+ones before it. `cancel()` stops the running reply (not queued jobs); `stop()` drops what is queued.
+
+Commands are typed methods (the library's take the LibraryService that does the work); each returns a
+concurrent.futures.Future of its result. A failed job's Future raises JobFailed, whose message is for the user
+and whose __cause__ is the original exception. While jobs run, `on_event(event)` is
+called on this thread with plain dataclasses: Progress, ModelChanged, the engine's RoutingEvent and TokenEvent
+(tokens batched: at most one event per ~30 ms, plus one at each sentence end), and a library job's own steps
+(app/library_service.py). The engine is imported on this thread: torch takes seconds to import, and the window
+must show at once.
 """
 import queue
 import sys
 import threading
 import time
 import traceback
-from dataclasses import asdict
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QThread, Signal
+from engine.errors import ModelError, SwitchboardError
+from engine.events import DoneEvent, RoutingEvent, TokenEvent
+from engine.generation import GenerationSettings
 
 TOKEN_BATCH_S = 0.03
-_STOP = "_stop"
+NO_MODEL = "no model is loaded: choose a model folder in Settings > Model and library"
 
 
-class EngineWorker(QThread):
-    progress = Signal(str, float)   # message, fraction in [0, 1] or -1 when unknown (busy)
-    done = Signal(str, object)      # command name, plain-Python result
-    failed = Signal(str, str)       # command name, message for the user
-    routing = Signal(object)        # RoutingEvent as a dict: sentence, probs, selected, latency_ms, row
-    tokens = Signal(str, bool)      # batched text, True when it ends a sentence
+@dataclass(frozen=True)
+class Progress:
+    message: str
+    fraction: float = -1.0  # in [0, 1], or -1 when unknown (busy)
 
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self._queue: queue.Queue[tuple[str, dict]] = queue.Queue()
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The loaded model and its bank, as the windows show them."""
+    model_name: str
+    device: str
+    adapters: tuple[str, ...]  # in bank order
+    router: bool               # a router is loaded
+    demo: bool                 # the bundled demo model (with its own adapters and router)
+
+
+@dataclass(frozen=True)
+class ModelChanged:
+    """Reported after a job that loaded, dropped or changed the model or its bank (info None: no model)."""
+    info: ModelInfo | None
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The result of load_model besides the model itself (which ModelChanged reports)."""
+    refused: list[tuple[str, str]]  # (path, reason) of each adapter or router that could not be loaded
+    colors: dict[str, str]          # {adapter: "#rrggbb"} the user chose in the library
+
+
+class JobFailed(Exception):
+    """A job's failure, worded for the user; __cause__ holds the original exception."""
+
+
+@dataclass
+class _Job:
+    command: str  # names the job in messages ("GPU out of memory during generate")
+    work: Callable[[], object]  # called on the worker thread
+    future: Future
+
+
+class EngineWorker:
+    def __init__(self, on_event: Callable[[object], None]):
+        """on_event(event): called on the worker thread with every event the jobs report."""
+        self.on_event = on_event
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="engine")
         self._cancel = threading.Event()
-        self._engine = None  # written only by the worker thread
+        self._engine = None   # written only by the worker thread
+        self._demo = False
+        self._info: ModelInfo | None = None  # last reported
 
-    # ---- UI thread ----
-    def submit(self, command: str, /, **kwargs):
-        if not hasattr(self, f"_do_{command}"):
-            raise ValueError(f"EngineWorker has no command {command!r}")
-        if command == "generate":  # a Stop pressed before this generation must not cancel it
-            self._cancel.clear()
-        self._queue.put((command, kwargs))
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        """Drop the queued jobs (their Futures are cancelled), stop the reply and wait for the thread to end."""
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                job.future.cancel()
+        self.cancel()
+        self._queue.put(None)
+        self._thread.join()
 
     def cancel(self):
-        """Stop the running (or next queued) generation; safe to call from any thread."""
+        """Stop the running (or next queued) reply; safe from any thread."""
         self._cancel.set()
         engine = self._engine
         if engine is not None:
             engine.cancel()
 
     def exclude(self, name: str):
-        """Safe from any thread: a reply in progress stops using adapter `name` from its next sentence
-        (a removal queued behind that reply then finds it out of every mix)."""
+        """Safe from any thread: a reply in progress stops using adapter `name` from its next sentence (a
+        removal queued behind that reply then finds it out of every mix)."""
         engine = self._engine
         if engine is not None:
             engine.exclude(name)
 
-    def stop(self):
-        """Drop queued commands, cancel generation and wait for the thread to end (closeEvent)."""
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
-        self.cancel()
-        self._queue.put((_STOP, {}))
-        self.wait()
+    # ---- commands (any thread) ----
+    def load_model(self, model_dir: str | None, device: str = "auto", dtype: str = "auto",
+                   library_dir: str | None = None) -> Future:
+        """model_dir None: the bundled demo with its adapters and router. library_dir: the adapters to load."""
+        return self._put("load_model", lambda: self._load_model(model_dir, device, dtype, library_dir))
+
+    def warm_up(self) -> Future:
+        """One short generation, so compilation (CUDA graphs) happens now and not on the first message.
+        -> seconds spent."""
+        def work():
+            self.report(Progress("Compiling…"))
+            return self._require().warmup()
+        return self._put("warm_up", work)
+
+    def generate(self, messages: list[dict], settings: GenerationSettings) -> Future:
+        """Stream one reply (RoutingEvent and TokenEvent events). -> the engine's DoneEvent."""
+        self._cancel.clear()  # a Stop pressed before this reply must not cancel it
+        return self._put("generate", lambda: self._generate(messages, settings))
+
+    def submit(self, command: str, work) -> Future:
+        """Queue `work(engine)` (the loaded Engine; ModelError when there is none) behind the jobs already
+        queued: how other parts of the app put their own work on this thread."""
+        return self._put(command, lambda: work(self._require()))
+
+    # ---- library jobs (app/library_service.py): they change the bank, and the disk-heavy ones must not run in the
+    # window's thread even when no model is loaded
+    def import_adapters(self, library, paths: list[str], cancel) -> Future:
+        return self._put("import", lambda: library.import_paths(self._engine, paths, self.report, cancel))
+
+    def rename_adapter(self, library, old: str, new: str) -> Future:
+        return self._put("rename", lambda: library.rename(self._engine, old, new))
+
+    def enable_adapter(self, library, name: str, enabled: bool) -> Future:
+        return self._put("enable", lambda: library.set_enabled(self._engine, name, enabled))
+
+    def remove_adapter(self, library, name: str) -> Future:
+        return self._put("remove", lambda: library.remove(self._engine, name))
+
+    def retrain_router(self, library, full: bool, cancel) -> Future:
+        return self._put("retrain", lambda: library.retrain(self._engine, full, self.report, cancel))
+
+    def sample_probes(self, library, name: str) -> Future:
+        return self._put("probe examples", lambda: library.sample_probes(self._engine, name, self.report))
+
+    def report(self, event):
+        """Deliver an event from the running job (called on this thread)."""
+        self.on_event(event)
 
     # ---- worker thread ----
-    def run(self):
-        while True:
-            name, kwargs = self._queue.get()
-            if name == _STOP:
-                self._engine = None
-                return
+    def _put(self, command: str, work) -> Future:
+        job = _Job(command, work, Future())
+        self._queue.put(job)
+        return job.future
+
+    def _run(self):
+        while (job := self._queue.get()) is not None:
+            if not job.future.set_running_or_notify_cancel():
+                continue
             try:
-                result = getattr(self, f"_do_{name}")(**kwargs)
+                result = job.work()
             except Exception as e:  # noqa: BLE001 -- every failure must reach the user and leave the thread alive
-                self.failed.emit(name, _message(name, e))
+                failure = JobFailed(_message(job.command, e))
+                failure.__cause__ = e
+                self._report_model()
+                job.future.set_exception(failure)
             else:
-                self.done.emit(name, result)
+                self._report_model()
+                job.future.set_result(result)
+        self._engine = None
+
+    def _report_model(self):
+        engine = self._engine
+        info = None if engine is None else ModelInfo(engine.model_name, str(engine.device), tuple(engine.adapters),
+                                                     engine.router is not None, self._demo)
+        if info != self._info:
+            self._info = info
+            self.report(ModelChanged(info))
 
     def _require(self):
         if self._engine is None:
-            from engine.errors import ModelError
-            raise ModelError("no model is loaded: choose a model folder in Settings > Model folder")
+            raise ModelError(NO_MODEL)
         return self._engine
 
-    def _info(self) -> dict:
-        eng = self._engine
-        return {"model_name": eng.model_name, "device": str(eng.device), "adapters": list(eng.adapters),
-                "router": eng.router is not None}
-
-    def _do_load_model(self, model_dir: str | None, device: str = "auto", dtype: str = "auto",
-                       library_dir: str | None = None):
-        """model_dir None: the bundled demo with its adapters and router. library_dir: adapters to load."""
-        self.progress.emit(f"Loading {Path(model_dir).name if model_dir else 'the demo model'}…", -1)
+    def _load_model(self, model_dir, device, dtype, library_dir) -> Loaded:
+        self.report(Progress(f"Loading {Path(model_dir).name if model_dir else 'the demo model'}…"))
         self._engine = None  # free the old model's memory before the new one loads
-        from app.loading import open_engine
+        from app.loading import open_engine  # imports torch: on this thread, not at start-up
+
         opened = open_engine(model_dir, library_dir=library_dir, device=device, dtype=dtype)
-        self._engine = opened.engine
-        return {**self._info(), "demo": opened.demo, "description": opened.description, "colors": opened.colors,
-                "refused": [(str(path), reason) for path, reason in opened.refused]}
+        self._engine, self._demo = opened.engine, opened.demo
+        return Loaded([(str(path), reason) for path, reason in opened.refused], opened.colors)
 
-    def _do_warm_up(self):
-        """One short generation, so compilation (CUDA graphs) happens now and not on the first message."""
-        self.progress.emit("Compiling…", -1)
-        return {"warm_up_s": self._require().warmup()}
-
-    def _do_add_adapter(self, path: str, name: str | None = None):
-        self.progress.emit(f"Adding adapter {Path(path).name}…", -1)
-        return {**self._info(), "added": self._require().add_adapter(path, name=name)}
-
-    def _do_remove_adapter(self, name: str):
-        self._require().remove_adapter(name)
-        return self._info()
-
-    def _do_load_router(self, path: str):
-        self._require().load_router(path)
-        return self._info()
-
-    def _do_library(self, job):
-        """`job(engine or None, progress)` from the library manager (ui/library_jobs.py): imports, edits and
-        retrains that change the bank must run here, and the disk-heavy ones must not run in the UI thread even
-        when no model is loaded. The result is under "library"; the bank's state beside it when a model is."""
-        result = job(self._engine, lambda message, fraction=-1.0: self.progress.emit(message, fraction))
-        return {**(self._info() if self._engine is not None else {}), "library": result}
-
-    def _do_generate(self, messages: list[dict], **settings):
-        from engine.events import DoneEvent, RoutingEvent, TokenEvent
-        eng = self._require()
+    def _generate(self, messages, settings):
+        engine = self._require()
         parts: list[str] = []
         last = time.monotonic()
+        done = None
 
         def flush(sentence_end=False):
             nonlocal last
             if parts:
-                self.tokens.emit("".join(parts), sentence_end)
+                self.report(TokenEvent("".join(parts), sentence_end))
                 parts.clear()
             last = time.monotonic()
 
-        stats = {}
-        for ev in eng.generate(messages, **settings):
+        for ev in engine.generate(messages, settings):
             if self._cancel.is_set():  # a Stop that came before generate() started its own cancel check
-                eng.cancel()
+                engine.cancel()
             if isinstance(ev, TokenEvent):
                 parts.append(ev.text)
                 if ev.sentence_end or time.monotonic() - last >= TOKEN_BATCH_S:
                     flush(ev.sentence_end)
             elif isinstance(ev, RoutingEvent):
                 flush()
-                self.routing.emit(asdict(ev))
+                self.report(ev)
             elif isinstance(ev, DoneEvent):
                 flush()
-                stats = dict(ev.stats)
-        return stats
+                done = ev
+        return done
 
 
 def _message(command: str, e: Exception) -> str:
@@ -163,7 +239,6 @@ def _message(command: str, e: Exception) -> str:
         first = str(e).splitlines()[0] if str(e) else ""
         return (f"GPU out of memory during {command} ({first}). Lower 'max new tokens', pick a smaller "
                 f"dtype or device 'cpu' in Settings, then try again.")
-    from engine.errors import SwitchboardError
     if isinstance(e, SwitchboardError):
         return str(e)
     traceback.print_exception(e)  # a bug, not a user error: keep the traceback for the log

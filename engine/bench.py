@@ -18,6 +18,7 @@ from .decode import cache_len, prefill
 from .engine import Engine
 from .model import DTYPES, assemble, resolve_device
 from .transformer import LINEAR_KINDS
+from .workloads import synthetic_tokenizer
 
 SHAPES = {
     "llama3-8b": dict(model_type="llama", hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
@@ -42,8 +43,7 @@ def sync(device):
 
 
 def build(shape: str | None, model_dir: str | None, device: str, dtype: str):
-    """-> (engine, hf_model_factory, quantized_factory). The HF model is built twice (plain and PEFT) from the
-    same weights; quantized_factory(kind) builds an engine of them with int8 or int4 weights."""
+    """-> (engine, hf_model_factory). The HF model is built twice (plain and PEFT) from the same weights."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     dev = resolve_device(device)
@@ -59,13 +59,9 @@ def build(shape: str | None, model_dir: str | None, device: str, dtype: str):
         with torch.device(dev):
             hf = AutoModelForCausalLM.from_config(cfg, dtype=dt)
         state = hf.state_dict()
-        engine = Engine(assemble(cfg, dev, dt, state.items(), shape), None, cfg, Path(shape))
+        engine = Engine(assemble(cfg, dev, dt, state.items(), shape), synthetic_tokenizer(cfg.vocab_size), cfg,
+                        Path(shape))
         del hf
-
-    def quantized(kind):
-        if model_dir:
-            return Engine.load(model_dir, device=str(dev), dtype=str(dt).removeprefix("torch."), quantize=kind)
-        return Engine(assemble(cfg, dev, dt, state.items(), shape, kind), None, cfg, Path(shape))
 
     def hf_model():
         with torch.device(dev):
@@ -75,7 +71,7 @@ def build(shape: str | None, model_dir: str | None, device: str, dtype: str):
             m.tie_weights()
         return m.eval()
 
-    return engine, hf_model, quantized
+    return engine, hf_model
 
 
 def write_adapters(root: Path, module_shapes: dict, n: int, rank: int, targets, dtype) -> list[Path]:
@@ -97,21 +93,24 @@ def write_adapters(root: Path, module_shapes: dict, n: int, rank: int, targets, 
     return paths
 
 
-def engine_decode(engine: Engine, prompt, new: int, mixes=(), switch_every: int = 0):
-    """Decode `new` tokens for `prompt` [B, T]; every `switch_every` tokens switch to the next mix.
-    -> (decode ms/token, ttft ms, [(switch ms, of which host ms)], tokens [B, new]). The loop is
-    generate()'s: one host read per token."""
+SAMPLED = (0.7, 0, 0.9, 1.0)  # temperature, top-k, top-p, repetition penalty of the sampled rows
+
+
+def engine_decode(engine: Engine, prompt, new: int, mixes=(), switch_every: int = 0, sampled=False):
+    """Decode `new` tokens for `prompt` [B, T]; every `switch_every` tokens switch to the next mix; `sampled`:
+    SAMPLED's settings instead of greedy. -> (decode ms/token, ttft ms, [(switch ms, of which host ms)],
+    tokens [B, new]). The loop is generate()'s: one host read per token."""
     dev = engine.device
     rows, T = prompt.shape
-    engine.model.setup_caches(rows, cache_len(T + new), engine.model.rope_table)
+    engine.model.setup_caches(rows, cache_len(T + new))
     pad = torch.zeros(rows, dtype=torch.long, device=dev)
-    params = torch.tensor([0.0, 0, 1, 1], device=dev)
+    params = torch.tensor(SAMPLED if sampled else (0.0, 0, 1, 1), device=dev)
     mixes = list(mixes)
     engine.apply_mix(mixes.pop(0) if mixes else None, rows)
     sync(dev)
     t0 = time.perf_counter()
     with torch.inference_mode():
-        nxt = prefill(engine.model, prompt, torch.arange(T, device=dev), pad, None, params, True)
+        nxt = prefill(engine.model, prompt, 0, None, None, params, not sampled)
         tokens = [nxt.tolist()]
         t1 = time.perf_counter()
         engine.decoder.begin(nxt, T, pad, None, params)
@@ -123,7 +122,7 @@ def engine_decode(engine: Engine, prompt, new: int, mixes=(), switch_every: int 
                 th = time.perf_counter()
                 sync(dev)
                 switches.append(((time.perf_counter() - ts) * 1000, (th - ts) * 1000))
-            tokens.append(engine.decoder.step(engine.model, True, engine.bank.graph_key()))
+            tokens.append(engine.decoder.step(engine.model, not sampled, engine.bank.graph_key()))
     t2 = time.perf_counter()
     return (t2 - t1) * 1000 / (new - 1), (t1 - t0) * 1000, switches, [list(r) for r in zip(*tokens)]
 
@@ -150,21 +149,17 @@ def random_mix(names, k, rng):
 def run(shape="tiny", model_dir=None, device="auto", dtype="auto", adapters=100, rank=8, targets="q_proj,v_proj",
         prompt_len=256, new=128, runs=3, switch_every=20, batch=8, peft=True, quantize=(), log=print) -> dict:
     targets = parse_targets(targets)
-    engine, hf_model, quantized = build(shape, model_dir, device, dtype)
+    engine, hf_model = build(shape, model_dir, device, dtype)
     dev, dt = engine.device, engine.dtype
     params = sum(p.numel() for p in engine.model.parameters())
     rng = random.Random(0)
     prompt = torch.randint(0, engine.model.args.vocab_size, (1, prompt_len), device=dev,
                            generator=torch.Generator(dev).manual_seed(0))
+    long_prompt = torch.randint(0, engine.model.args.vocab_size, (1, min(8000, engine.context_len - new - 1)),
+                                device=dev, generator=torch.Generator(dev).manual_seed(1))
     res = {"shape": model_dir or shape, "device": str(torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"),
            "dtype": str(dt).removeprefix("torch."), "params": params, "prompt": prompt_len, "new": new,
-           "runs": runs, "adapters": adapters, "rank": rank, "targets": list(targets)}
-
-    # compile warm-up (one-off per model load): the first decode captures the graphs
-    t = time.perf_counter()
-    engine_decode(engine, prompt, 8)
-    res["compile_s"] = time.perf_counter() - t
-    log(f"compile + warm-up: {res['compile_s']:.1f} s")
+           "runs": runs, "adapters": adapters, "rank": rank, "targets": list(targets), "long_prompt": long_prompt.shape[1]}
 
     tmp = tempfile.TemporaryDirectory()
     names, paths = [], []
@@ -185,6 +180,12 @@ def run(shape="tiny", model_dir=None, device="auto", dtype="auto", adapters=100,
         res["bank_bytes"] = bank * torch.finfo(dt).bits // 8
         log(f"imported {adapters} adapters in {res['import_s']:.1f} s; they hold {used / 1e6:.1f} M params "
             f"({res['adapter_params_pct_of_model']:.3f}% of the model)")
+    # compile warm-up (one-off per model load, the adapters' gathered modules included)
+    t = time.perf_counter()
+    engine.warmup()
+    res["compile_s"] = time.perf_counter() - t
+    log(f"compile + warm-up: {res['compile_s']:.1f} s")
+    if adapters:
         # warm the fused paths (merged single stream, gathered batch) before timing
         engine_decode(engine, prompt, 8, [random_mix(names, 3, rng)])
         engine_decode(engine, prompt.repeat(batch, 1), 8, [[random_mix(names, 3, rng) for _ in range(batch)]])
@@ -207,22 +208,26 @@ def run(shape="tiny", model_dir=None, device="auto", dtype="auto", adapters=100,
 
     samples = {}
     def add(key, value):
-        samples.setdefault(key, []).append(value)
+        if r >= 0:
+            samples.setdefault(key, []).append(value)
 
-    for r in range(runs):
-        log(f"round {r + 1}/{runs}")
+    for r in range(-1, runs):  # round -1 is a warm-up of every variant, discarded
+        log(f"round {r + 1}/{runs}" if r >= 0 else "warm-up round (not timed)")
         ms, ttft = hf_decode(hf, prompt, new)
         add("hf_eager_ms", ms)
         add("hf_ttft_ms", ttft)
         ms, ttft, _, _ = engine_decode(engine, prompt, new)
         add("engine_base_ms", ms)
         add("engine_ttft_ms", ttft)
+        add("engine_sampled_ms", engine_decode(engine, prompt, new, sampled=True)[0])
+        add("engine_long_context_ms", engine_decode(engine, long_prompt, new)[0])
         if adapters:
             mixes = [random_mix(names, 3, rng) for _ in range(new // switch_every + 1)]
             ms, _, switches, _ = engine_decode(engine, prompt, new, mixes, switch_every)
             add("engine_fused_ms", ms)
-            samples.setdefault("switch_ms", []).extend(ms for ms, _ in switches)
-            samples.setdefault("switch_host_ms", []).extend(host for _, host in switches)
+            for ms, host in switches:
+                add("switch_ms", ms)
+                add("switch_host_ms", host)
         base_b = engine_decode(engine, prompt.repeat(batch, 1), new)[0]
         add("engine_batch_base_tok_s", batch * 1000 / base_b)
         if adapters:
@@ -247,7 +252,7 @@ def run(shape="tiny", model_dir=None, device="auto", dtype="auto", adapters=100,
     if quantize:
         from . import bench_quant
 
-        res["quantized"] = bench_quant.run(engine, quantized, quantize, prompt, paths, new, runs, switch_every, log)
+        res["quantized"] = bench_quant.run(engine, quantize, prompt, paths, new, runs, switch_every, batch, log)
     tmp.cleanup()
 
     for key, values in samples.items():
@@ -267,6 +272,8 @@ def run(shape="tiny", model_dir=None, device="auto", dtype="auto", adapters=100,
 def table(res: dict) -> str:
     base = res["engine_base_ms"]
     rows = [("Hugging Face generate, eager", res["hf_eager_ms"]), ("engine, base model", base),
+            ("engine, base, sampled (T 0.7, top-p 0.9)", res["engine_sampled_ms"]),
+            (f"engine, base, after a {res['long_prompt']}-token prompt", res["engine_long_context_ms"]),
             ("engine, 3-adapter mix switched every 20 tokens", res.get("engine_fused_ms")),
             ("PEFT, one adapter, eager", res.get("peft_single_ms")),
             ("PEFT, cat-mix of 3 adapters, eager", res.get("peft_cat_ms"))]

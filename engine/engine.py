@@ -23,8 +23,7 @@ class Engine:
         self.model, self.tokenizer, self.hf_config = model, tokenizer, hf_config
         self.model_dir = model_dir
         self.model_name = model_dir.name
-        self.device = model.model.norm.weight.device
-        self.dtype = model.model.norm.weight.dtype   # the compute dtype
+        self.device, self.dtype = model.device, model.dtype   # where the head runs, the compute dtype
         self.quantize = getattr(model, "quantize", None)   # None | "int8" | "int4": weight-only, see engine/quant.py
         if self.quantize and strategy == "merged":
             raise SwitchboardError(f"strategy 'merged' writes adapters into float weights; this {self.quantize} model "
@@ -38,6 +37,12 @@ class Engine:
         self._cancel = threading.Event()
         self._excluded: set[str] = set()        # adapters being removed: never routed again (see exclude)
         self._mix_key = None                    # the mix now in force, to skip switches that change nothing
+        # a chat's KV kept across turns: the tokens in row 0's cache slots 0..n-1, how many of them were the
+        # last prompt, and what they were computed under (bank version, strategy)
+        self._cached: list[int] = []
+        self._cached_prompt = 0
+        self._cached_key = None
+        self._notes: set[str] = set()           # memory choices the running reply reports (DoneEvent stats)
 
     @classmethod
     def load(cls, model_dir, device: str = "auto", dtype: str = "auto", allow_pickle: bool = False,
@@ -64,6 +69,8 @@ class Engine:
         return {"name": lw.name, **self.bank.info[lw.name]}
 
     def remove_adapter(self, name: str):
+        """Remove `name` from the bank. A router trained with it keeps routing among the others (its share
+        is spread over them, as when it is muted) until it is retrained."""
         self.bank.remove(name)
         self._excluded.discard(name)
         self._mix_key = None
@@ -105,7 +112,11 @@ class Engine:
             return False
         w0 = sum(g.weight.numel() * g.weight.element_size() for gs in self.bank.kinds.values() for g in gs
                  if g.W0 is None)
-        return w0 > 0.9 * torch.cuda.mem_get_info(self.device)[0]  # the W0 copies would not fit
+        if w0 <= 0.9 * free_bytes(self.device):
+            return False
+        self._notes.add(f"the adapters run unmerged (gathered): a copy of the targeted weights ({w0 / 2**30:.1f} "
+                        "GiB) does not fit in GPU memory")
+        return True
 
     # ---- forward passes ----------------------------------------------------------------------------
     @torch.inference_mode()
@@ -115,9 +126,9 @@ class Engine:
         ids = ids[None] if ids.dim() == 1 else ids
         rows, T = ids.shape
         self.apply_mix(mix, rows)
-        self.model.setup_caches(rows, cache_len(T), self.model.rope_table)
-        pad = torch.zeros(rows, dtype=torch.long, device=self.device)
-        return self.model(ids, torch.arange(T, device=self.device), pad).float()
+        self._cached = []  # overwritten below
+        self.model.setup_caches(rows, cache_len(T))
+        return self.model(ids).float()
 
     def cancel(self):
         """Thread-safe: the running generate() stops after the current token and ends with a DoneEvent."""
@@ -152,20 +163,43 @@ class Engine:
     def generate_rows(self, conversations, settings: GenerationSettings | None = None, *, mix=None, route=None,
                       **changes):
         g = (settings or GenerationSettings()).with_(**changes)
-        max_new_tokens = g.max_new_tokens
-        if max_new_tokens >= self.context_len:
-            raise SwitchboardError(f"max_new_tokens {max_new_tokens} leaves no room for the prompt: the model's "
+        if g.max_new_tokens >= self.context_len:
+            raise SwitchboardError(f"max_new_tokens {g.max_new_tokens} leaves no room for the prompt: the model's "
                                    f"context holds {self.context_len} tokens")
         self._cancel.clear()
+        self._notes = set()
         t_start = time.perf_counter()
         if g.seed is not None:
             torch.manual_seed(g.seed)
-        prompts = [build_prompt(self.tokenizer, c, self.context_len - max_new_tokens) for c in conversations]
+        prompts = [build_prompt(self.tokenizer, c, self.context_len - g.max_new_tokens) for c in conversations]
+        streams = [_Stream(self, c, p, g.stop) for c, (p, _) in zip(conversations, prompts)]
+        try:
+            yield from self._generate(prompts, streams, g, self._router_fn(route, g), mix, t_start)
+        except torch.cuda.OutOfMemoryError as e:
+            # free what this reply allocated; the engine stays usable with a shorter context or a smaller batch
+            self.model.drop_caches()
+            self.decoder.drop_graphs()
+            self._cached = []
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            first = str(e).splitlines()[0] if str(e) else ""
+            error = (f"GPU out of memory during the reply ({first}). Shorten the conversation, lower max new "
+                     "tokens or use fewer rows; the model is still loaded.")
+            for i, s in enumerate(streams):
+                yield DoneEvent(row=i, stats={**self._stats(s, prompts[i], 0, 0.0, 0.0, t_start),
+                                              "stop_reason": "error", "error": error})
+
+    def _generate(self, prompts, streams, g: GenerationSettings, pick, mix, t_start):
         rows, longest = len(prompts), max(len(ids) for ids, _ in prompts)
-        pick = self._router_fn(route, g)
         sampling = Sampling(g.temperature, g.top_k, g.sample_top_p, g.repetition_penalty)
         dev = self.device
-        self.model.setup_caches(rows, cache_len(longest + max_new_tokens), self.model.rope_table)
+        mixes = [self._route_row(i, s, pick, mix) for i, s in enumerate(streams)]
+        yield from (s.routing[-1] for s in streams)
+        self.apply_mix(mixes if rows > 1 else mixes[0], rows)   # before the caches: W0 copies come first
+        reuse = self._reusable(prompts[0][0]) if rows == 1 and g.reuse_cache else 0
+        needed = longest + g.max_new_tokens
+        self.model.setup_caches(rows, self._chat_slots(needed) if rows == 1 else min(cache_len(needed),
+                                                                                          self.context_len))
 
         # left-pad the prompts; every row shares the cache slots, `pad` hides each row's padding
         pad = torch.tensor([longest - len(ids) for ids, _ in prompts], device=dev)
@@ -178,18 +212,14 @@ class Engine:
             for i, (p, _) in enumerate(prompts):
                 seen[i, torch.tensor(p, device=dev)] = True
 
-        streams = [_Stream(self, c, p, g.stop) for c, (p, _) in zip(conversations, prompts)]
-        mixes = [self._route_row(i, s, pick, mix) for i, s in enumerate(streams)]
-        yield from (s.routing[-1] for s in streams)
-        self.apply_mix(mixes if rows > 1 else mixes[0], rows)
-
         t0 = time.perf_counter()
-        nxt = prefill(self.model, ids, torch.arange(longest, device=dev), pad, seen, params, sampling.greedy)
+        nxt = prefill(self.model, ids[:, reuse:], reuse, pad if pad.any() else None, seen, params, sampling.greedy)
         tokens = nxt.tolist()
         ttft = (time.perf_counter() - t0) * 1000
+        fed = []  # row 0's tokens whose KV the decode steps wrote after the prompt
         t_decode = time.perf_counter()
         self.decoder.begin(nxt, longest, pad, seen, params)
-        for n in range(1, max_new_tokens + 1):
+        for n in range(1, g.max_new_tokens + 1):
             rerouted = False
             for i, s in enumerate(streams):
                 if s.done:
@@ -200,7 +230,7 @@ class Engine:
                     yield from s.push(tokens[i], i)
                     if s.done:
                         continue
-                    if n == max_new_tokens:
+                    if n == g.max_new_tokens:
                         s.finish("length")
                     elif self._cancel.is_set():
                         s.finish("cancel")
@@ -215,26 +245,75 @@ class Engine:
                 self.apply_mix(mixes if rows > 1 else mixes[0], rows)
                 for s in streams:
                     s.switch_ms += (time.perf_counter() - t_switch) * 1000 / rows
+            fed.append(tokens[0])
             tokens = self.decoder.step(self.model, sampling.greedy, self.bank.graph_key())
         elapsed = time.perf_counter() - t_decode
+        if rows == 1:
+            self._cached, self._cached_prompt, self._cached_key = prompts[0][0] + fed, len(prompts[0][0]), self._kv_key()
+        else:
+            self._cached = []
         for i, s in enumerate(streams):
             yield from s.close(i)
-            decoded = max(s.tokens - 1, 0)
-            yield DoneEvent(row=i, stats={
-                "tokens": s.tokens, "prompt_tokens": len(prompts[i][0]), "dropped_turns": prompts[i][1],
-                "ttft_ms": ttft, "tokens_per_s": decoded / elapsed if elapsed > 0 and decoded else 0.0,
+            yield DoneEvent(row=i, stats=self._stats(s, prompts[i], reuse if i == 0 else 0, ttft, elapsed,
+                                                     t_start))
+
+    def _stats(self, s, prompt, cached, ttft, elapsed, t_start) -> dict:
+        decoded = max(s.tokens - 1, 0)
+        return {"tokens": s.tokens, "prompt_tokens": len(prompt[0]), "cached_tokens": cached,
+                "dropped_turns": prompt[1], "ttft_ms": ttft,
+                "tokens_per_s": decoded / elapsed if elapsed > 0 and decoded else 0.0,
                 "ms_per_token": elapsed * 1000 / decoded if decoded else 0.0, "stop_reason": s.stop_reason,
                 "routing_ms": s.routing_ms, "switch_ms": s.switch_ms, "sentences": len(s.routing),
-                "total_s": time.perf_counter() - t_start})
+                "notes": sorted(self._notes), "total_s": time.perf_counter() - t_start}
+
+    # ---- the KV cache across turns ------------------------------------------------------------------
+    def _kv_key(self):
+        return self.bank.version, self.strategy
+
+    def _reusable(self, prompt: list[int]) -> int:
+        """Prompt tokens whose KV row 0's cache already holds: the longest common prefix with what it holds, when
+        the new prompt goes on past the last prompt (a follow-up). A prefix that ends inside or at the end of
+        the last prompt means an earlier turn was edited, the reply regenerated or old turns dropped: then
+        nothing is reused. Earlier tokens keep the KV computed under the mixes in force when they were
+        processed, the rule that also holds between the sentences of one reply."""
+        if not self._cached or self._cached_key != self._kv_key():
+            return 0
+        n = 0
+        for a, b in zip(prompt, self._cached):
+            if a != b:
+                break
+            n += 1
+        if n <= self._cached_prompt:
+            return 0
+        return min(n, len(prompt) - 1)  # the last prompt token is fed again: its logits start the reply
+
+    def _chat_slots(self, needed: int) -> int:
+        """Cache slots for a one-row chat: the whole context, so the cache is allocated once and kept across
+        turns; on a GPU that cannot hold it, the most that fits (at least `needed`), and the reply says so."""
+        if self.device.type != "cuda" or self.model.cache_shape[1] > self.context_len:
+            return self.context_len
+        a = self.model.args
+        per_token = 2 * a.n_layers * a.n_kv_heads * a.head_dim * self.dtype.itemsize
+        held = self.model.cache_shape[0] * self.model.cache_shape[1] * per_token   # freed if reallocated
+        # room for the prefill's activations of the longest prompt (~3 hidden, 3 MLP and 4 attention widths)
+        activations = self.context_len * (3 * a.dim + 3 * a.intermediate_size + 4 * a.n_heads * a.head_dim) * 2
+        fits = (free_bytes(self.device) + held - activations) // per_token
+        if fits >= self.context_len:
+            return self.context_len
+        slots = max(needed, fits)
+        self._notes.add(f"the KV cache holds {slots} of the model's {self.context_len} tokens: that is what "
+                        "fits in GPU memory")
+        return slots
 
     def _router_fn(self, route, g: GenerationSettings):
         if route is not None:
             return route
         if self.router is None:
             return None
+        gone = self._excluded | (set(self.router.adapters) - set(self.adapters))  # removed since it was trained
         return lambda context, _sentence: self.router.route(context, top_p=g.top_p, max_adapters=g.max_adapters,
-                                                            pinned=[p for p in g.pinned if p not in self._excluded],
-                                                            muted=set(g.muted) | self._excluded, enabled=g.enabled)
+                                                            pinned=[p for p in g.pinned if p not in gone],
+                                                            muted=set(g.muted) | gone, enabled=g.enabled)
 
     def _route_row(self, row, stream, pick, fixed):
         t = time.perf_counter()
@@ -254,13 +333,27 @@ class Engine:
         stream.routing.append(RoutingEvent(len(stream.routing), probs, selected, ms, row))
         return selected or None
 
-    def warmup(self, max_seq: int = 512):
-        """Capture the decode graph for a chat-sized cache, so the first real reply starts at full speed.
-        -> seconds spent (compile time on CUDA; small on the CPU)."""
+    def warmup(self, wait: bool = True, progress=None) -> float:
+        """Compile the decode step and capture a chat's graphs, so replies run at full speed and a growing
+        conversation never waits. wait=False: return once a reply can start (on the eager step's graphs); the
+        compile goes on in a background thread and the next reply after it ends runs compiled.
+        progress(done, total) reports compiled graphs, from that thread. -> seconds spent here."""
         t = time.perf_counter()
-        for _ in self.generate([{"role": "user", "content": "Hello"}], max_new_tokens=min(8, max_seq // 2),
-                               ignore_eos=True):
-            pass
+        self.decoder.compile(self.model, self.bank.slot_modules(), wait=wait, progress=progress)
+        if self.decoder.compile_error is not None:
+            raise SwitchboardError(f"compiling the decode step failed: {self.decoder.compile_error}")
+        for sampled in (False, True):  # prefill, both samplers' first graphs, the KV cache of a chat
+            for _ in self.generate([{"role": "user", "content": "Hello"}], mix={}, max_new_tokens=4,
+                                   ignore_eos=True, temperature=0.7 if sampled else 0.0, reuse_cache=False):
+                pass
+        if wait:
+            with torch.inference_mode():
+                self.decoder.capture_views(self.model, self.bank.graph_key())
+        if self.device.type == "cuda":  # the merge kernel's block sizes and switch graphs of mixes of 1-8 adapters
+            for k in sorted({min(k, len(self.adapters)) for k in (1, 2, 3, 4, 8)} - {0}):
+                self.apply_mix({name: 1 / k for name in self.adapters[:k]})
+            self.apply_mix(None)
+        self._cached = []
         return time.perf_counter() - t
 
 
@@ -311,6 +404,16 @@ class _Stream:
         if self.stop_reason != "stop":
             self.text += self.detok.flush()
             yield from self._emit(len(self.text), row, False)
+
+
+def free_bytes(device) -> int:
+    """Bytes this process can still allocate on a CUDA device: what the driver has free plus what torch's
+    allocator holds unused, within torch.cuda.set_per_process_memory_fraction's limit."""
+    free, total = torch.cuda.mem_get_info(device)
+    allocated = torch.cuda.memory_allocated(device)
+    unused = torch.cuda.memory_reserved(device) - allocated
+    limit = torch.cuda.get_per_process_memory_fraction(device) * total - allocated
+    return int(min(free + unused, limit))
 
 
 def _eos_ids(tokenizer, model_dir: Path, hf_config) -> set[int]:

@@ -26,6 +26,8 @@ class GenerationSettings:
     max_new_tokens: int = 256
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False
+    # the KV cache: a one-row chat prefills only what follows the part of its prompt the cache still holds
+    reuse_cache: bool = True
 
     def __post_init__(self):
         for name in ("pinned", "muted", "stop"):  # lists from JSON or argparse become tuples (hashable, frozen)

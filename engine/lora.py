@@ -57,6 +57,7 @@ class Slots:
     start: int
     A_sel: torch.Tensor                   # [n, rows, P * K * r_max, in]
     B_sel: torch.Tensor                   # [n, rows, out, P * K * r_max]
+    views: list                           # per layer (A_sel[i], B_sel[i]): the tensors LoRALinear.slots holds
 
 
 class AdapterBank:
@@ -252,19 +253,33 @@ class AdapterBank:
         """(kind, first row, rows) of the fused module's kinds that some adapter targets: its slot blocks."""
         return [part for part in self.model.args.parts(fused) if part[0] in self.kinds]
 
+    def slot_modules(self) -> set[str]:
+        """The fused modules (qkv_proj, ...) that carry slots in the gathered strategy: those holding a kind
+        some adapter targets."""
+        return {fused for fused in FUSED if self._slot_parts(fused)}
+
     def _alloc_slots(self, rows, k):
-        """Zeroed slot buffers for every fused module holding a kind some adapter targets."""
+        """Zeroed slot buffers for every fused module holding a kind some adapter targets. At least 2 rows and
+        2 adapter slots: the compiled decode layer then sees the same kind of shape at every batch size and
+        mix size (a dimension of 1 would be a graph of its own, engine/decode.py)."""
+        rows, k = max(rows, 2), max(k, 2)
         self.slots = {}
-        for fused in FUSED:
+        for fused in self.slot_modules():
             parts = self._slot_parts(fused)
-            if not parts:
-                continue
             d_in, d_out = self.model.args.fused_shape(fused)
             width = len(parts) * k * self.r_max
-            self.slots[fused] = [
-                Slots(g.start, g.weight.new_zeros(g.weight.shape[0], rows, width, d_in),
-                      g.weight.new_zeros(g.weight.shape[0], rows, d_out, width))
-                for g in self.kinds[parts[0][0]]]
+            groups = []
+            for g in self.kinds[parts[0][0]]:
+                a = g.weight.new_zeros(g.weight.shape[0], rows, width, d_in)
+                b = g.weight.new_zeros(g.weight.shape[0], rows, d_out, width)
+                views = [(a[i], b[i]) for i in range(a.shape[0])]
+                if a.is_cuda:
+                    from torch._dynamo import mark_dynamic  # rows and width vary: one compiled graph for all
+                    for va, vb in views:
+                        for t, dim in ((va, 0), (va, 1), (vb, 0), (vb, 2)):
+                            mark_dynamic(t, dim)
+                groups.append(Slots(g.start, a, b, views))
+            self.slots[fused] = groups
         self.slot_shape = (rows, k)
         self.slot_version += 1
 
@@ -273,5 +288,5 @@ class AdapterBank:
             return  # already off: skip touching every layer (a merged switch would pay ~3 µs per layer)
         for fused, slot_groups in self.slots.items():
             for s in slot_groups:
-                for i in range(s.A_sel.shape[0]):
-                    self.lora_linear(s.start + i, fused).slots = (s.A_sel[i], s.B_sel[i]) if on else None
+                for i, view in enumerate(s.views):
+                    self.lora_linear(s.start + i, fused).slots = view if on else None

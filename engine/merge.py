@@ -3,8 +3,8 @@
 On the CPU this is index_select + torch.baddbmm(W0, b, a, out=W), which copies W0 into W and then adds
 b @ a: four passes over the weights, plus copies of the chosen adapters. The switch is pure memory
 traffic, so on CUDA one Triton kernel per kind reads W0 once and writes W once (two passes), gathering the
-chosen adapters' rows straight from the bank and forming sum_k w_k B_k A_k as one small matmul per tile
-(K * rank columns).
+chosen adapters' rows straight from the bank and forming sum_k w_k B_k A_k as small matmuls per tile
+(K * rank columns, up to 64 at a time).
 """
 import torch
 
@@ -37,7 +37,8 @@ def merge_into(out, W0, B, A, idx, w, tile=None):
                         out.stride(0), out.stride(1), W0.stride(0), W0.stride(1),
                         B.stride(0), B.stride(1), B.stride(2), B.stride(3),
                         A.stride(0), A.stride(1), A.stride(2), A.stride(3),
-                        BLOCK_KR=max(16, triton.next_power_of_2(idx.shape[0] * R)), IEEE=out.dtype == torch.float32,
+                        BLOCK_KR=min(64, max(16, triton.next_power_of_2(idx.shape[0] * R))),
+                        IEEE=out.dtype == torch.float32,
                         **tile)
 
 
@@ -51,23 +52,26 @@ if triton is not None:
         layer = tl.program_id(2).to(tl.int64)
         mm, nm = m < M, nn < N
         mask = mm[:, None] & nm[None, :]
-        # W0's load goes first: its latency then overlaps the gathers and the matmul below
+        # W0's load goes first: its latency then overlaps the gathers and the matmuls below
         w0 = tl.load(W0 + layer * sw_l + m[:, None].to(tl.int64) * sw_m + nn[None, :], mask=mask)
-        # the K chosen adapters side by side: column j of b / row j of a is adapter j // R, rank j % R
-        j = tl.arange(0, BLOCK_KR)
-        k, r = j // R, j % R
-        jm = k < K
-        i = tl.load(idx + k, mask=jm, other=0.0).to(tl.int64)                              # [BLOCK_KR]
-        bt = tl.load(B + layer * sb_l + i[None, :] * sb_c + m[:, None] * sb_m + r[None, :] * sb_r,
-                     mask=mm[:, None] & jm[None, :], other=0.0)                           # [BLOCK_M, BLOCK_KR]
-        at = tl.load(A + layer * sa_l + i[:, None] * sa_c + r[:, None] * sa_r + nn[None, :] * sa_n,
-                     mask=jm[:, None] & nm[None, :], other=0.0)                           # [BLOCK_KR, BLOCK_N]
-        # the weight rounds into B's dtype first, as torch's B * w would
-        bt = (bt.to(tl.float32) * tl.load(w + k, mask=jm, other=0.0)[None, :]).to(at.dtype)
-        # bf16/fp16 operands go to the tensor cores (fp32 accumulation); fp32 stays exact (no tf32)
-        if IEEE:
-            delta = tl.dot(bt, at, input_precision="ieee")                                  # [BLOCK_M, BLOCK_N]
-        else:
-            delta = tl.dot(bt, at)
+        delta = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        # the K chosen adapters side by side, BLOCK_KR columns at a time (a flat router can pick dozens):
+        # column j of b / row j of a is adapter j // R, rank j % R
+        for j0 in range(0, K * R, BLOCK_KR):
+            j = j0 + tl.arange(0, BLOCK_KR)
+            k, r = j // R, j % R
+            jm = k < K
+            i = tl.load(idx + k, mask=jm, other=0.0).to(tl.int64)                          # [BLOCK_KR]
+            bt = tl.load(B + layer * sb_l + i[None, :] * sb_c + m[:, None] * sb_m + r[None, :] * sb_r,
+                         mask=mm[:, None] & jm[None, :], other=0.0)                       # [BLOCK_M, BLOCK_KR]
+            at = tl.load(A + layer * sa_l + i[:, None] * sa_c + r[:, None] * sa_r + nn[None, :] * sa_n,
+                         mask=jm[:, None] & nm[None, :], other=0.0)                       # [BLOCK_KR, BLOCK_N]
+            # the weight rounds into B's dtype first, as torch's B * w would
+            bt = (bt.to(tl.float32) * tl.load(w + k, mask=jm, other=0.0)[None, :]).to(at.dtype)
+            # bf16/fp16 operands go to the tensor cores (fp32 accumulation); fp32 stays exact (no tf32)
+            if IEEE:
+                delta = tl.dot(bt, at, delta, input_precision="ieee")                      # [BLOCK_M, BLOCK_N]
+            else:
+                delta = tl.dot(bt, at, delta)
         tl.store(out + layer * so_l + m[:, None].to(tl.int64) * so_m + nn[None, :],
                  (w0.to(tl.float32) + delta).to(out.dtype.element_ty), mask=mask)

@@ -118,16 +118,16 @@ def device_runs(devices: list[torch.device]) -> list[tuple[int, int]]:
     return runs
 
 
-def build(args: ModelArgs, devices: list[torch.device], dtype: torch.dtype, quantize: str | None = None
+def build(args: ModelArgs, devices: list[torch.device], dtype: torch.dtype, rope_table, quantize: str | None = None
           ) -> Transformer:
     """Allocate the model. Each fused linear is one stacked tensor per device run whose slices are the
     layers' weights; model.kind_stacks[kind] lists the row slices [n, out, in] holding each HF kind.
     Quantized (`quantize` "int8" | "int4"): every linear, lm_head included, is an engine.quant module instead,
     and the kind stacks are zero-stride stand-ins that give the adapter bank shapes, dtype and device only."""
     with torch.device("meta"):
-        model = Transformer(args)
+        model = Transformer(args, rope_table)
     model.quantize = quantize
-    model.kind_stacks = {kind: [] for kind in LINEAR_KINDS}  # kind -> [(first layer, [n, out, in] view)]
+    model.kind_stacks.update({kind: [] for kind in LINEAR_KINDS})
     for fused, (parent, _) in FUSED.items():
         d_in, d_out = args.fused_shape(fused)
         for start, stop in device_runs(devices):
@@ -222,7 +222,7 @@ def assemble(cfg, device: torch.device, dtype: torch.dtype, tensors, where: str,
     """Build the Transformer for `cfg` and fill it from (name, tensor) pairs in Hugging Face naming; quantized
     linears quantize each fused weight as soon as all its parts have arrived."""
     args = ModelArgs.from_hf(cfg)
-    model = build(args, layer_devices(args, device, dtype, quantize), dtype, quantize)
+    model = build(args, layer_devices(args, device, dtype, quantize), dtype, make_rope_table(cfg), quantize)
     params = hf_targets(model)
     staged = quantized_targets(model)
     filled = set()
@@ -252,7 +252,6 @@ def assemble(cfg, device: torch.device, dtype: torch.dtype, tensors, where: str,
     missing = sorted((set(params) | set(staged)) - filled)
     if missing:
         raise ModelError(f"{where}: the weights lack {len(missing)} tensors the config needs, e.g. {missing[0]}")
-    model.rope_table = make_rope_table(cfg)
     return model.eval()
 
 

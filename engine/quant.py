@@ -8,10 +8,11 @@ Kernels, all torch's own (torch 2.11 and 2.13 have the same ops and signatures):
 - int4, CUDA: `aten._weight_int4pack_mm` (the tinygemm kernel gpt-fast and torchao use; bf16 activations) on
   weights packed once by `aten._convert_weight_to_int4pack`. CPU: `aten._weight_int4pack_mm_for_cpu` on
   `aten._convert_weight_to_int4pack_for_cpu`.
-- int8, CPU: `aten._weight_int8pack_mm`. CUDA: written out as torch ops. One token's projection is a
-  matrix-vector product written as multiply-and-sum, which Inductor compiles into one reduction kernel that
-  reads the int8 weight and converts it in registers (gpt-fast's form); several rows (a prefill) dequantize
-  into a cuBLAS matmul. (aten's CUDA `_weight_int8pack_mm` is a naive one-thread-per-output loop.)
+- int8, CPU: `aten._weight_int8pack_mm`. CUDA: written out as torch ops. In the compiled decode step one
+  token's projection is a matrix-vector product written as multiply-and-sum, which Inductor compiles into one
+  reduction kernel that reads the int8 weight and converts it in registers (gpt-fast's form); elsewhere (a
+  prefill, several rows, eager code, where that form would materialise a float32 copy) the weight is
+  dequantized into a cuBLAS matmul. (aten's CUDA `_weight_int8pack_mm` is a one-thread-per-output loop.)
 Everything is a plain op with a meta kernel, so the decode step compiles and its CUDA graph captures.
 
 A module receives its float weight as row blocks (a fused module's Hugging Face parts, in any order) and
@@ -63,7 +64,7 @@ class Int8Linear(QuantizedLinear):
     def matmul(self, x):  # x: [M, in] -> [M, out]
         if x.device.type == "cpu":
             return torch.ops.aten._weight_int8pack_mm(x.contiguous(), self.qweight, self.scale)
-        if x.shape[0] == 1:  # one token: a matrix-vector product, fused by Inductor with the int8 load
+        if x.shape[0] == 1 and torch.compiler.is_compiling():  # one token: Inductor fuses the int8 load into it
             return ((x.float()[:, None, :] * self.qweight).sum(-1) * self.scale).to(x.dtype)
         return F.linear(x, self.qweight.to(x.dtype)) * self.scale
 

@@ -12,7 +12,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
+# cuDNN's attention builds a plan for every new prompt length (hundreds of ms each: a chat's turns all differ)
+PREFILL_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 ATTN_KINDS = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP_KINDS = ("gate_proj", "up_proj", "down_proj")
 LINEAR_KINDS = ATTN_KINDS + MLP_KINDS
@@ -90,36 +93,36 @@ class RMSNorm(nn.Module):
         return self.weight * h.to(x.dtype)
 
 
-class KVCache(nn.Module):
-    def __init__(self, batch: int, n_kv_heads: int, max_seq: int, head_dim: int, dtype, device):
-        super().__init__()
-        shape = (batch, n_kv_heads, max_seq, head_dim)
-        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
-        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
-
-    def update(self, input_pos, k, v):
-        # input_pos: [T] cache slots; k, v: [B, nkv, T, hd] for the first B rows of the cache
-        rows = k.shape[0]
-        self.k[:rows].index_copy_(2, input_pos, k)
-        self.v[:rows].index_copy_(2, input_pos, v)
-        return self.k[:rows], self.v[:rows]
-
-
 def rotate_half(x):
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat((-x2, x1), dim=-1)
 
 
+SPLITS = 16  # p @ v in this many slices of the cache: one long reduction per head would use a few SMs
+
+
 def attention(q, k, v, mask):
-    """Grouped-query attention written out, so Inductor fuses it (measured faster than SDPA's kernels at
-    decode on an H200). q: (B, nh, T, hd); k, v: (B, nkv, S, hd); mask: (B, 1, T, S) bool."""
+    """Decode attention written out, so Inductor fuses it (measured faster than SDPA's kernels for one query on
+    an H200). q: (B, nh, 1, hd); k, v: (B, nkv, S, hd), S a multiple of SPLITS; mask: (B, 1, 1, S) bool."""
     B, nh, T, hd = q.shape
     nkv, S = k.shape[1], k.shape[2]
     g = nh // nkv                                     # query heads per kv head (head h uses kv h // g)
-    scores = (q.reshape(B, nkv, g * T, hd) @ k.transpose(-1, -2)).float() * hd ** -0.5   # (B, nkv, g*T, S)
-    mask = mask.unsqueeze(2).expand(B, 1, g, T, S).reshape(B, 1, g * T, S)
+    scores = (q.reshape(B, nkv, g, hd) @ k.transpose(-1, -2)).float() * hd ** -0.5        # (B, nkv, g, S)
     p = scores.masked_fill(~mask, float("-inf")).softmax(-1).to(q.dtype)
-    return (p @ v).reshape(B, nh, T, hd)
+    # the weighted sum of V, slice by slice, then the slices added in float32
+    p = p.view(B, nkv, g, SPLITS, S // SPLITS).transpose(2, 3)                           # (B, nkv, SPLITS, g, S/SPLITS)
+    y = (p @ v.view(B, nkv, SPLITS, S // SPLITS, hd)).float().sum(2)                      # (B, nkv, g, hd)
+    return y.to(q.dtype).reshape(B, nh, T, hd)
+
+
+def prefill_attention(q, k, v, mask):
+    """Many queries: SDPA's flash / memory-efficient kernels, so memory stays linear in the prompt (the scores
+    are never materialised). q: (B, nh, T, hd); k, v: (B, nkv, S, hd); mask: None (causal, S == T) or
+    (B, 1, T, S) bool."""
+    g = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(g, 1), v.repeat_interleave(g, 1)   # (B, nh, S, hd): the fused kernels want equal heads
+    with sdpa_kernel(PREFILL_BACKENDS):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
 
 
 class Attention(nn.Module):
@@ -128,9 +131,9 @@ class Attention(nn.Module):
         self.args = args
         self.qkv_proj = nn.Linear(*args.fused_shape("qkv_proj"), bias=args.attention_bias)
         self.o_proj = nn.Linear(*args.fused_shape("o_proj"), bias=False)
-        self.kv_cache: KVCache | None = None
 
-    def forward(self, x, cos, sin, mask, input_pos):
+    def forward(self, x, cos, sin, mask, input_pos, cache):
+        # x: (B, T, dim); input_pos: [T] cache slots; cache: (k, v) each (B, nkv, S_alloc, hd), written in place
         a = self.args
         B, T, _ = x.shape
         q, k, v = self.qkv_proj(x).split([a.n_heads * a.head_dim, a.n_kv_heads * a.head_dim,
@@ -141,8 +144,12 @@ class Attention(nn.Module):
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)                             # (B, 1, T, hd)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
-        k, v = self.kv_cache.update(input_pos, k, v)                              # (B, nkv, S, hd)
-        y = attention(q, k, v, mask)                                              # (B, nh, T, hd)
+        k_cache, v_cache = cache
+        k_cache.index_copy_(2, input_pos, k)
+        v_cache.index_copy_(2, input_pos, v)
+        S = T if mask is None else mask.shape[-1]                                 # the slots attended to
+        k, v = k_cache[:, :, :S], v_cache[:, :, :S]                               # (B, nkv, S, hd)
+        y = attention(q, k, v, mask) if T == 1 else prefill_attention(q, k, v, mask)   # (B, nh, T, hd)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, a.n_heads * a.head_dim))
 
 
@@ -165,8 +172,8 @@ class DecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(args.dim, args.norm_eps)
         self.post_attention_layernorm = RMSNorm(args.dim, args.norm_eps)
 
-    def forward(self, x, cos, sin, mask, input_pos):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, input_pos)
+    def forward(self, x, cos, sin, mask, input_pos, cache):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, input_pos, cache)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -180,47 +187,104 @@ class Backbone(nn.Module):
 
 
 class Transformer(nn.Module):
-    def __init__(self, args: ModelArgs):
+    def __init__(self, args: ModelArgs, rope_table=None):
         super().__init__()
         self.args = args
         self.model = Backbone(args)
         self.lm_head = nn.Linear(args.dim, args.vocab_size, bias=False)
-        self.register_buffer("rope", torch.empty(0), persistent=False)  # (P, 2, hd) cos and sin, float32
-        self.cache_shape = (0, 0)  # (batch, max_seq) of the allocated KV caches
+        self.rope_table = rope_table  # fn(n) -> (n, 2, hd) float32 cos and sin of positions 0..n-1 (engine/model.py)
+        self.register_buffer("rope", torch.empty(0), persistent=False)   # rope_table(slots), on the first device
+        # kind -> [(first layer, [n, out, in] row slice of a fused stack)], filled by engine/model.py's build
+        self.kind_stacks: dict[str, list[tuple[int, torch.Tensor]]] = {}
+        self.caches: list[tuple[torch.Tensor, torch.Tensor]] = []   # per layer (k, v): (B, nkv, S_alloc, hd)
+        self.cache_shape = (0, 0)  # (batch, slots) of the allocated KV caches
         self.cache_version = 0     # bumped when the caches are reallocated (captured graphs point at them)
 
-    def setup_caches(self, batch: int, max_seq: int, rope_table_fn):
-        """Allocate KV caches for `batch` rows of up to `max_seq` tokens; kept while a request fits."""
-        if batch <= self.cache_shape[0] and max_seq <= self.cache_shape[1]:
+    @property
+    def dtype(self) -> torch.dtype:
+        """The compute dtype (a quantized lm_head holds integers: engine/quant.py)."""
+        return self.model.norm.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        """Where the final norm and lm_head run (the last layer's device)."""
+        return self.model.norm.weight.device
+
+    def setup_caches(self, batch: int, slots: int):
+        """KV caches for `batch` rows of `slots` tokens. A request that fits keeps them; another reallocates them
+        to its size and copies what fits of what they held (a chat's KV is kept across turns). One slot more
+        than asked for: the attention views (decode.attention_view) are then always a strict prefix of the
+        cache, which keeps the compiled decode layer to one graph for every view."""
+        if batch <= self.cache_shape[0] and slots < self.cache_shape[1]:
             return
-        batch, max_seq = max(batch, self.cache_shape[0]), max(max_seq, self.cache_shape[1])
+        slots = -(-slots // SPLITS) * SPLITS + 1  # every attention view (a multiple of SPLITS) fits below the end
         a = self.args
-        dtype = self.model.norm.weight.dtype  # the compute dtype (a quantized lm_head holds integers)
-        for layer in self.model.layers:
+        old, self.caches = self.caches, []
+        for i, layer in enumerate(self.model.layers):
             device = layer.input_layernorm.weight.device
-            layer.self_attn.kv_cache = KVCache(batch, a.n_kv_heads, max_seq, a.head_dim, dtype, device)
-        if self.rope.shape[0] < max_seq:
-            self.rope = rope_table_fn(max_seq).to(self.model.norm.weight.device)
-        self.cache_shape = (batch, max_seq)
+            kv = tuple(torch.zeros(batch, a.n_kv_heads, slots, a.head_dim, dtype=self.dtype,
+                                   device=device) for _ in range(2))
+            if old:
+                b, s = min(batch, old[i][0].shape[0]), min(slots, old[i][0].shape[2])
+                for new, was in zip(kv, old[i]):
+                    new[:b, :, :s] = was[:b, :, :s]
+                old[i] = None  # free each layer's old cache as soon as it is copied
+            self.caches.append(kv)
+        if self.rope.shape[0] < slots:
+            self.rope = self.rope_table(slots).to(self.device)
+        self.cache_shape = (batch, slots)
         self.cache_version += 1
 
-    def forward(self, idx, input_pos, pad):
-        # idx: [B, T] token ids; input_pos: [T] cache slots; pad: [B] left-padding per row (0 for a chat)
-        S = self.cache_shape[1]
-        pos = (input_pos[None, :] - pad[:, None]).clamp(min=0)                      # (B, T) rope positions
-        rope = self.rope[pos].to(self.model.norm.weight.dtype)                       # (B, T, 2, hd)
-        cos, sin = rope[:, :, 0], rope[:, :, 1]
-        slots = torch.arange(S, device=idx.device)
-        q_slot, k_slot = input_pos[None, :, None], slots[None, None, :]              # (1, T, 1), (1, 1, S)
+    def drop_caches(self):
+        """Free the KV caches (after an out-of-memory error: the next request allocates them again)."""
+        self.caches, self.cache_shape = [], (0, 0)
+        self.cache_version += 1
+
+    def rope_at(self, pos):
+        # pos: (B, T) positions -> cos, sin: (B, T, hd) in the model's dtype, each contiguous (as the compiled
+        # decode layer was traced)
+        dtype = self.dtype
+        return self.rope[:, 0][pos].to(dtype), self.rope[:, 1][pos].to(dtype)
+
+    def attention_mask(self, input_pos, S: int, pad):
+        """(B, 1, T, S) bool: query slot input_pos[t] may see key slot s. Causal, left padding hidden (pad: [B]),
+        the sliding window applied; a pad query sees itself, so no row is all -inf (no NaN)."""
+        q_slot = input_pos[None, :, None]                                          # (1, T, 1)
+        k_slot = torch.arange(S, device=input_pos.device)[None, None, :]           # (1, 1, S)
         allowed = (k_slot <= q_slot) & (k_slot >= pad[:, None, None])
         if self.args.sliding_window:
             allowed &= q_slot - k_slot < self.args.sliding_window
-        mask = (allowed | (k_slot == q_slot)).unsqueeze(1)  # (B, 1, T, S); a pad query sees itself: no NaN rows
-        x = self.model.embed_tokens(idx)
-        for layer in self.model.layers:
+        return (allowed | (k_slot == q_slot)).unsqueeze(1)
+
+    def run_layers(self, x, cos, sin, mask, input_pos, layer_fn=None):
+        """x: (B, T, dim) through every layer; layer_fn(layer, x, cos, sin, mask, input_pos, k, v) replaces the
+        plain call (the decode step passes its compiled one)."""
+        B = x.shape[0]
+        for layer, (k, v) in zip(self.model.layers, self.caches):
             dev = layer.input_layernorm.weight.device
             if dev != x.device:  # a model split across GPUs: hand the activations to the next one
-                x, cos, sin, mask, input_pos = (t.to(dev) for t in (x, cos, sin, mask, input_pos))
-            x = layer(x, cos, sin, mask, input_pos)
-        x = self.model.norm(x)
-        return self.lm_head(x)  # the final norm and lm_head share the last device
+                x, cos, sin, input_pos = (t.to(dev) for t in (x, cos, sin, input_pos))
+                mask = None if mask is None else mask.to(dev)
+            if layer_fn is None:
+                x = layer(x, cos, sin, mask, input_pos, (k[:B], v[:B]))
+            else:
+                x = layer_fn(layer, x, cos, sin, mask, input_pos, k[:B], v[:B])
+        return x
+
+    def forward(self, idx, start: int = 0, pad=None, last_only: bool = False):
+        """idx: [B, T] tokens for cache slots start..start+T-1; pad: [B] left padding per row (None: none).
+        -> logits [B, T, V] in the model's dtype ([B, 1, V], the last position only, with last_only)."""
+        B, T = idx.shape
+        input_pos = torch.arange(start, start + T, device=idx.device)
+        pos = input_pos[None, :] if pad is None else (input_pos[None, :] - pad[:, None]).clamp(min=0)   # (B|1, T)
+        cos, sin = self.rope_at(pos.expand(B, T))
+        window = self.args.sliding_window
+        if T > 1 and pad is None and start == 0 and not (window and T > window):
+            mask = None                                                            # plain causal: flash attention
+        else:  # one token attends over a view of whole SPLITS (decode attention); the slots past it are masked
+            S = start + T if T > 1 else -(-(start + 1) // SPLITS) * SPLITS
+            mask = self.attention_mask(input_pos, S, pad if pad is not None else idx.new_zeros(B))
+        x = self.run_layers(self.model.embed_tokens(idx), cos, sin, mask, input_pos)
+        if last_only:
+            x = x[:, -1:]
+        return self.lm_head(self.model.norm(x).to(self.device))

@@ -3,9 +3,10 @@ scripts/ui_probe.py) and the per-item progress the panel shows. The numbers go t
 
     python scripts/library_probe.py --adapters 100 --shape llama3-8b --targets q_proj,v_proj
 
-The adapters are random rank-R PEFT folders of a real model's shape, dropped as one folder on a LibraryPanel
-whose library knows that model's shapes (model.json), as after the app used the model. No model is loaded: the
-import runs on the engine thread like any library job and validates against model.json.
+The adapters are random rank-R PEFT folders of a real model's shape, dropped as one folder on the library window
+(opened from the app's Library menu) whose library knows that model's shapes (model.json), as after the app used
+the model. No model is loaded: the import runs on the engine thread like any library job and validates against
+model.json.
 """
 import argparse
 import os
@@ -19,6 +20,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 from ui_probe import Probe, run_until  # noqa: E402
 
@@ -36,12 +38,11 @@ def main():
     import torch
     from transformers import AutoConfig
 
+    from app.controller import Controller
     from app.library import Library
-    from app.worker import EngineWorker
+    from app.settings import Settings
     from engine.bench import SHAPES, parse_targets, write_adapters
     from engine.transformer import ModelArgs
-    from ui.library_jobs import LibraryJobs
-    from ui.library_panel import LibraryPanel
 
     spec = dict(SHAPES[args.shape])
     shapes = ModelArgs.from_hf(AutoConfig.for_model(spec.pop("model_type"), **spec)).module_shapes()
@@ -51,15 +52,15 @@ def main():
     library = Library(tmp / "library")
     library.set_model(args.shape, shapes)
 
-    worker = EngineWorker()
-    worker.start()
-    panel = LibraryPanel(library, LibraryJobs(worker, library))
-    panel.resize(1240, 760)
-    panel.show()
-    steps = []  # (time, progress bar value) each time the panel shows an item's result
-    original = panel._import_step
-    panel._import_step = lambda payload: (original(payload), steps.append((time.perf_counter(),
-                                                                           panel.import_progress.value())))
+    settings = Settings(QSettings(str(tmp / "probe.ini"), QSettings.IniFormat))
+    settings.library_dir = str(library.root)
+    controller = Controller(settings)
+    controller.open_library()
+    panel = controller.library.window
+    steps = []  # (time, progress bar value) each time the window shows an item's result
+    original = panel.import_step
+    panel.import_step = lambda *step: (original(*step), steps.append((time.perf_counter(),
+                                                                      panel.import_progress.value())))
     probe = Probe()
     probe.start()
     run_until(app, lambda: len(probe.gaps) >= 400, 30)  # ~2 s idle: the machine's noise floor
@@ -68,18 +69,18 @@ def main():
     probe.start()
     t0 = time.perf_counter()
     panel.import_paths([str(folder)])
-    run_until(app, lambda: not panel.jobs.busy, 600)
+    run_until(app, lambda: not controller.library.busy, 600)
     seconds = time.perf_counter() - t0
     stall = probe.stop()
     app.processEvents()
-    worker.stop()
+    controller.window.close()  # stops the engine thread
 
     listed = len(library.list())
     shutil.rmtree(tmp)
     gaps = [b - a for (a, _), (b, _) in zip([(t0, 0)] + steps, steps)]
     print(f"idle event loop: max gap {idle['max_ms']:.1f} ms (p99 {idle['p99_ms']:.1f})")
     print(f"imported {listed} of {args.adapters} rank-{args.rank} {args.targets} adapters of the {args.shape} shape "
-          f"in {seconds:.2f} s through the panel")
+          f"in {seconds:.2f} s through the window")
     print(f"event loop while importing: max gap {stall['max_ms']:.1f} ms (p99 {stall['p99_ms']:.1f}, "
           f"{stall['ticks']} ticks)")
     print(f"progress: {len(steps)} per-item updates, bar reached {steps[-1][1] if steps else 0}, "

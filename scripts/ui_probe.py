@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -102,7 +103,8 @@ def run_until(app, condition, timeout_s):
         raise TimeoutError("probe: timed out")
 
 
-def phase_engine(app, window, probe, charts, paints, turns, max_new_tokens):
+def phase_engine(app, controller, probe, charts, paints, turns, max_new_tokens):
+    window = controller.window
     window.controls.max_new_tokens.setValue(max_new_tokens)
     results = []
     for t in range(turns):
@@ -111,24 +113,27 @@ def phase_engine(app, window, probe, charts, paints, turns, max_new_tokens):
         probe.start()
         t0 = time.perf_counter()
         window.chat.send.click()
-        run_until(app, lambda: not window.generating, 300)
+        run_until(app, lambda: not controller.generating, 300)
         dt = time.perf_counter() - t0
         stall = probe.stop()
-        stats = window.conv.turns[-1].stats
+        stats = controller.conv.turns[-1].stats
         results.append({**stall, "s": dt, "tok_s": stats.get("tokens_per_s", 0), "tokens": stats.get("tokens"),
-                        "sentences": len(window.conv.turns[-1].sentences),
+                        "sentences": len(controller.conv.turns[-1].sentences),
                         "chart_per_s": (charts.n - c0) / dt, "paints_per_s": (paints.n - p0) / dt})
     return results
 
 
-def phase_synthetic(app, window, probe, charts, paints, turns, tokens, n_adapters, tok_interval_s, sentence_tokens):
-    """A thread emitting the worker's signals the way EngineWorker does (30 ms token batches, a flush at every
+def phase_synthetic(app, controller, probe, charts, paints, turns, tokens, n_adapters, tok_interval_s, sentence_tokens):
+    """A thread emitting the worker's events the way EngineWorker does (30 ms token batches, a flush at every
     sentence end, then a routing event), `tokens` per reply, one token every `tok_interval_s`."""
-    names = [f"adapter-{i:03d}" for i in range(n_adapters)]
+    from engine.events import RoutingEvent, TokenEvent
+    from engine.generation import GenerationSettings
     from ui import colors
+
+    names = [f"adapter-{i:03d}" for i in range(n_adapters)]
     colors.assign(names)
-    window.controls.set_adapters(names)
-    worker = window.worker
+    controller.window.controls.set_adapters(names)
+    signals = controller.signals
     words = "the router picks a mix of adapters for every sentence and the model writes with it".split()
 
     def routing(i):
@@ -138,44 +143,45 @@ def phase_synthetic(app, window, probe, charts, paints, turns, tokens, n_adapter
         probs = {n: x / s for n, x in zip(names, w)}
         top = sorted(probs, key=probs.get, reverse=True)[:3]
         t = sum(probs[n] for n in top)
-        return {"sentence": i, "probs": probs, "selected": {n: probs[n] / t for n in top}, "latency_ms": 0.3,
-                "row": 0}
+        return RoutingEvent(i, probs, {n: probs[n] / t for n in top}, 0.3)
 
-    def stream():
+    def stream(reply):
         sentence, parts, last, t0 = 0, [], time.monotonic(), time.perf_counter()
-        worker.routing.emit(routing(0))
+        signals.routing.emit(routing(0))
         for n in range(1, tokens + 1):
             time.sleep(tok_interval_s)
             end = n % sentence_tokens == 0
             parts.append(" " + words[n % len(words)] + ("." if end else "") + ("\n\n" if n % 96 == 0 else ""))
             if end or time.monotonic() - last >= 0.03:
-                worker.tokens.emit("".join(parts), end)
+                signals.tokens.emit(TokenEvent("".join(parts), end))
                 parts.clear()
                 last = time.monotonic()
             if end:
                 sentence += 1
-                worker.routing.emit(routing(sentence))
-        worker.tokens.emit("".join(parts), False)
-        worker.done.emit("generate", {"tokens": tokens, "tokens_per_s": tokens / (time.perf_counter() - t0),
-                                      "stop_reason": "length"})
+                signals.routing.emit(routing(sentence))
+        signals.tokens.emit(TokenEvent("".join(parts), False))
+        reply.set_result({"tokens": tokens, "tokens_per_s": tokens / (time.perf_counter() - t0),
+                          "stop_reason": "length"})
 
     results = []
     for _ in range(turns):
-        window.conv.add_user("synthetic stream")
-        window._render_turn(len(window.conv.turns) - 1)
-        window.conv.start_assistant({"top_p": 0.8})
-        window.generating = True
-        window._pending += 1  # the stream's done signal ends a command the window did not submit
+        conv = controller.conv
+        conv.add_user("synthetic stream")
+        controller._render_turn(len(conv.turns) - 1)
+        conv.start_assistant(GenerationSettings())
+        controller.generating = True
+        reply = Future()  # ended by the stream, as the worker ends a reply's Future
+        controller.run(reply, controller._finish_reply)
         c0, p0, m0 = charts.n, paints.n, rss_mb()
-        thread = threading.Thread(target=stream)
+        thread = threading.Thread(target=stream, args=(reply,))
         probe.start()
         t0 = time.perf_counter()
         thread.start()
-        run_until(app, lambda: not window.generating, 300)
+        run_until(app, lambda: not controller.generating, 300)
         dt = time.perf_counter() - t0
         thread.join()
-        results.append({**probe.stop(), "s": dt, "sentences": len(window.conv.turns[-1].sentences),
-                        "tok_s": window.conv.turns[-1].stats["tokens_per_s"],
+        results.append({**probe.stop(), "s": dt, "sentences": len(conv.turns[-1].sentences),
+                        "tok_s": conv.turns[-1].stats["tokens_per_s"],
                         "chart_per_s": (charts.n - c0) / dt, "paints_per_s": (paints.n - p0) / dt,
                         "rss_start_mb": m0, "rss_end_mb": rss_mb()})
     return results
@@ -229,8 +235,8 @@ def main():
     app.setStyle("Fusion")
     import pyqtgraph as pg
 
+    from app.controller import Controller
     from app.settings import Settings
-    from ui.main_window import MainWindow
     from ui.routing_chart import RoutingChart
 
     tmp = Path(tempfile.mkdtemp())
@@ -242,17 +248,19 @@ def main():
     settings.device = "cpu" if not args.model else "auto"
     charts = Counter(RoutingChart, "set_routing")
     paints = Counter(pg.BarGraphItem, "paint")
-    handlers = [Counter(MainWindow, name) for name in ("_on_tokens", "_on_routing", "_draw_frame")]
-    window = MainWindow(settings)
+    handlers = [Counter(Controller, name) for name in ("_on_tokens", "_on_routing", "_draw_frame")]
+    controller = Controller(settings)
+    window = controller.window
     window.resize(1400, 860)
     window.show()
-    window.open_default_model(str(model))
-    run_until(app, lambda: window._pending == 0 and window.model_info, 300)
+    controller.open_default_model(str(model))
+    run_until(app, lambda: not controller.busy and controller.model, 300)
+    worker = controller.worker
     for a in adapters:
-        window._submit("add_adapter", path=str(a), name=Path(a).name)
+        controller.run(worker.submit("add_adapter", lambda e, a=a: e.add_adapter(a, name=Path(a).name)), lambda _: None)
     if router:
-        window._submit("load_router", path=str(router))
-    run_until(app, lambda: window._pending == 0, 300)
+        controller.run(worker.submit("load_router", lambda e: e.load_router(router)), lambda _: None)
+    run_until(app, lambda: not controller.busy, 300)
     probe = Probe()
     probe.start()
     run_until(app, lambda: False if len(probe.gaps) < 600 else True, 30)  # ~3 s idle: the machine's noise floor
@@ -260,14 +268,14 @@ def main():
     print(f"idle event loop: max gap {idle['max_ms']:.1f} ms (p99 {idle['p99_ms']:.1f}) with nothing streaming")
     marks = [len(h.ms) for h in handlers]
 
-    print(f"model {window.model_info['model_name']} on {window.model_info['device']}, "
-          f"{len(window.model_info['adapters'])} adapters, router {window.model_info['router']}")
-    for i, r in enumerate(phase_engine(app, window, probe, charts, paints, 0 if args.skip_engine else args.turns,
+    info = controller.model
+    print(f"model {info.model_name} on {info.device}, {len(info.adapters)} adapters, router {info.router}")
+    for i, r in enumerate(phase_engine(app, controller, probe, charts, paints, 0 if args.skip_engine else args.turns,
                                        args.max_new_tokens)):
         print(f"engine turn {i + 1}: {r['tokens']} tokens at {r['tok_s']:.0f} tok/s, {r['sentences']} sentences, "
               f"stall max {r['max_ms']:.1f} ms (p99 {r['p99_ms']:.1f}), chart updates {r['chart_per_s']:.1f}/s, "
               f"bar repaints {r['paints_per_s']:.1f}/s")
-    for i, r in enumerate(phase_synthetic(app, window, probe, charts, paints, args.synthetic_turns,
+    for i, r in enumerate(phase_synthetic(app, controller, probe, charts, paints, args.synthetic_turns,
                                           args.synthetic_tokens, args.adapters, 0.0005, 8)):
         print(f"synthetic turn {i + 1}: {args.synthetic_tokens} tokens at {r['tok_s']:.0f} tok/s, {args.adapters} "
               f"adapters, {r['sentences']} sentences: stall max {r['max_ms']:.1f} ms (p99 {r['p99_ms']:.1f}), "

@@ -156,15 +156,18 @@ def bad(tmp_path_factory, llama_adapters):
 
 
 @pytest.fixture
-def worker(qtbot):
-    """A started EngineWorker (the app's engine thread); stopped, and checked stopped, after the test."""
+def worker():
+    """A started EngineWorker (the app's engine thread) recording its events in `worker.events`; stopped, and
+    checked stopped, after the test."""
     from app.worker import EngineWorker
 
-    w = EngineWorker()
+    events = []
+    w = EngineWorker(events.append)
+    w.events = events
     w.start()
     yield w
     w.stop()
-    assert not w.isRunning()
+    assert not w._thread.is_alive()
 
 
 # Every QThread started during a test is recorded, so the check below costs nothing for tests without Qt.

@@ -1,21 +1,22 @@
-"""Library manager widgets (pytest-qt, offscreen) on a tiny Llama loaded by the real engine thread: drops with
-per-item results and refusals, hot-add, rename / enable / colour / remove round trips, examples editing and probe
-examples, retrain progress, cancel and the final accuracy and confusion matrix."""
+"""The library window (pytest-qt, offscreen) with its controller, on a tiny Llama loaded by the real engine
+thread: drops with per-item results and refusals, hot-add, rename / enable / colour / remove round trips,
+examples editing and probe examples, retrain progress, cancel and the final accuracy and confusion matrix."""
 import re
 import shutil
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QMessageBox
 from router_tasks import make_tasks
 
+from app.controller import Controller
 from app.library import MIN_EXAMPLES, Library
-from ui import library_panel
-from ui.library_jobs import LibraryJobs
-from ui.library_panel import ACCURACY, ENABLED, EXAMPLES, NAME, LibraryPanel
+from app.settings import Settings
 from ui import colors
+from ui.library import window as library_window
+from ui.library.adapter_table import ACCURACY, ENABLED, EXAMPLES, NAME, NAME_ROLE
 
 TASKS = ["gsm8k", "translate_de", "code_questions", "cnn_dailymail"]
 WAIT_MS = 60_000
@@ -27,20 +28,24 @@ def prompts():
     return {name: train[task] for name, task in zip(("alpha", "beta", "gamma", "delta"), TASKS)}
 
 
-def open_panel(qtbot, worker, llama_dir, library):
-    """Load the model with `library` on the engine thread (as the app does), then show the panel."""
-    jobs = LibraryJobs(worker, library)
-    with qtbot.waitSignal(worker.done, timeout=WAIT_MS, check_params_cb=lambda name, _r: name == "load_model"):
-        worker.submit("load_model", model_dir=str(llama_dir), device="cpu", library_dir=str(library.root))
-    panel = LibraryPanel(library, jobs)
-    qtbot.addWidget(panel)
+def open_panel(qtbot, tmp_path, llama_dir, library):
+    """Open the model with `library` (as the app does with the library of its settings), then the library window
+    from the Library menu. -> the window (its controller: `.controller`)."""
+    settings = Settings(QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat))
+    settings.device, settings.library_dir = "cpu", str(library.root)
+    app = Controller(settings)
+    qtbot.addWidget(app.window)  # closed at teardown: closing the window stops the engine thread
+    app.open_default_model(str(llama_dir))
+    qtbot.waitUntil(lambda: not app.busy, timeout=WAIT_MS)
+    app.open_library()
+    panel = app.library.window
+    panel.controller = app.library
     panel.resize(1200, 720)
-    panel.show()
     return panel
 
 
 def wait_jobs(qtbot, panel):
-    qtbot.waitUntil(lambda: not panel.jobs.busy, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not panel.controller.busy, timeout=WAIT_MS)
 
 
 def names(panel):
@@ -56,7 +61,7 @@ def set_cell(panel, name, column, value, role):
     """Edit through the sorted, filtered view's model, as the table does."""
     for r in range(panel.proxy.rowCount()):
         index = panel.proxy.index(r, column)
-        if panel.proxy.index(r, NAME).data(library_panel.NAME_ROLE) == name:
+        if panel.proxy.index(r, NAME).data(NAME_ROLE) == name:
             assert panel.proxy.flags(index) & (Qt.ItemIsEditable | Qt.ItemIsUserCheckable)
             return panel.proxy.setData(index, value, role)
     raise AssertionError(f"{name} not in the table")
@@ -72,7 +77,7 @@ def drop(widget, paths):
                                               Qt.NoModifier))
 
 
-def test_drop_adds_valid_adapters_and_lists_each_refusal(qtbot, tmp_path, worker, llama_dir, llama_adapters, bad):
+def test_drop_adds_valid_adapters_and_lists_each_refusal(qtbot, tmp_path, llama_dir, llama_adapters, bad):
     drops = tmp_path / "drops"
     for kind in ("corrupt", "pickled", "wide"):
         shutil.copytree(bad[kind], drops / kind)
@@ -81,8 +86,8 @@ def test_drop_adds_valid_adapters_and_lists_each_refusal(qtbot, tmp_path, worker
     for name in ("alpha", "beta"):
         shutil.copytree(llama_adapters[name], many / name)
     library = Library(tmp_path / "library")
-    panel = open_panel(qtbot, worker, llama_dir, library)
-    assert names(panel) == [] and panel.jobs.bank == []
+    panel = open_panel(qtbot, tmp_path, llama_dir, library)
+    assert names(panel) == [] and panel.bank == []
     steps = []
     panel.import_progress.valueChanged.connect(steps.append)
 
@@ -104,7 +109,7 @@ def test_drop_adds_valid_adapters_and_lists_each_refusal(qtbot, tmp_path, worker
     assert steps == [1, 2, 3, 4, 5, 6] and panel.import_progress.maximum() == 6  # progress per item
     assert not panel.import_progress.isVisible()
     # the valid ones are listed, and hot-added to the running engine
-    assert names(panel) == ["alpha", "beta"] and panel.jobs.bank == ["alpha", "beta"]
+    assert names(panel) == ["alpha", "beta"] and panel.bank == ["alpha", "beta"]
     assert "loaded into" in panel.notice.text() and "Retrain" in panel.notice.text()
     assert "No router examples for alpha, beta" in panel.retrain.status.text()  # what a retrain needs first
     assert not panel.retrain.retrain_button.isEnabled()
@@ -113,16 +118,16 @@ def test_drop_adds_valid_adapters_and_lists_each_refusal(qtbot, tmp_path, worker
     assert sorted(p.name for p in (library.root / "adapters").iterdir()) == ["alpha", "beta"]
 
 
-def test_rename_enable_colour_remove_round_trip(qtbot, tmp_path, worker, llama_dir, llama_adapters, monkeypatch):
+def test_rename_enable_colour_remove_round_trip(qtbot, tmp_path, llama_dir, llama_adapters, monkeypatch):
     library = Library(tmp_path / "library")
     library.import_paths([llama_adapters[n] for n in ("alpha", "beta", "gamma")])
-    panel = open_panel(qtbot, worker, llama_dir, library)
-    assert panel.jobs.bank == ["alpha", "beta", "gamma"]
+    panel = open_panel(qtbot, tmp_path, llama_dir, library)
+    assert panel.bank == ["alpha", "beta", "gamma"]
 
     assert set_cell(panel, "alpha", NAME, "alpha-2", Qt.EditRole)
     wait_jobs(qtbot, panel)
     assert names(panel) == ["alpha-2", "beta", "gamma"] and panel.selected() == "alpha-2"
-    assert sorted(panel.jobs.bank) == ["alpha-2", "beta", "gamma"]
+    assert sorted(panel.bank) == ["alpha-2", "beta", "gamma"]
     assert library.get("alpha-2").source == str(llama_adapters["alpha"])
     set_cell(panel, "beta", NAME, "gamma", Qt.EditRole)  # taken: refused with the reason, nothing changes
     wait_jobs(qtbot, panel)
@@ -131,11 +136,11 @@ def test_rename_enable_colour_remove_round_trip(qtbot, tmp_path, worker, llama_d
 
     set_cell(panel, "beta", ENABLED, Qt.Unchecked.value, Qt.CheckStateRole)
     wait_jobs(qtbot, panel)
-    assert not library.get("beta").enabled and "beta" not in panel.jobs.bank
+    assert not library.get("beta").enabled and "beta" not in panel.bank
     assert cell(panel, "beta", ENABLED, Qt.CheckStateRole) == Qt.Unchecked
     set_cell(panel, "beta", ENABLED, Qt.Checked.value, Qt.CheckStateRole)
     wait_jobs(qtbot, panel)
-    assert library.get("beta").enabled and panel.jobs.bank[-1] == "beta"
+    assert library.get("beta").enabled and panel.bank[-1] == "beta"
 
     automatic = colors.adapter_color("gamma").name()
     panel.set_color("gamma", "#123456")
@@ -146,23 +151,23 @@ def test_rename_enable_colour_remove_round_trip(qtbot, tmp_path, worker, llama_d
     assert library.get("gamma").color is None and colors.adapter_color("gamma").name() == automatic
 
     asked = []
-    monkeypatch.setattr(library_panel.QMessageBox, "question",
+    monkeypatch.setattr(library_window.QMessageBox, "question",
                         lambda *a, **k: asked.append(a[2]) or QMessageBox.Cancel)
     panel.remove("gamma")
     assert names(panel) == ["alpha-2", "beta", "gamma"] and "It is loaded" in asked[0]
-    monkeypatch.setattr(library_panel.QMessageBox, "question", lambda *a, **k: QMessageBox.Yes)
+    monkeypatch.setattr(library_window.QMessageBox, "question", lambda *a, **k: QMessageBox.Yes)
     panel.remove("gamma")
     wait_jobs(qtbot, panel)
-    assert names(panel) == ["alpha-2", "beta"] and "gamma" not in panel.jobs.bank
+    assert names(panel) == ["alpha-2", "beta"] and "gamma" not in panel.bank
     assert [a.name for a in Library(library.root).list()] == ["alpha-2", "beta"]
     panel.filter.setText("BET")
     assert panel.proxy.rowCount() == 1 and panel.proxy.index(0, NAME).data() == "beta"
 
 
-def test_examples_editor_paste_import_flag_and_probe(qtbot, tmp_path, worker, llama_dir, llama_adapters):
+def test_examples_editor_paste_import_flag_and_probe(qtbot, tmp_path, llama_dir, llama_adapters):
     library = Library(tmp_path / "library")
     library.import_paths([llama_adapters["alpha"]])
-    panel = open_panel(qtbot, worker, llama_dir, library)
+    panel = open_panel(qtbot, tmp_path, llama_dir, library)
     editor = panel.examples
     panel.select("alpha")
     assert editor.name == "alpha" and "⚠ 0 examples" in editor.count.text()
@@ -199,19 +204,20 @@ def test_examples_editor_paste_import_flag_and_probe(qtbot, tmp_path, worker, ll
     assert library.examples("alpha") == before + samples[1:]
 
 
-def test_retrain_progress_accuracy_confusion_cancel_and_head_only(qtbot, tmp_path, worker, llama_dir,
+def test_retrain_progress_accuracy_confusion_cancel_and_head_only(qtbot, tmp_path, llama_dir,
                                                                    llama_adapters, prompts):
     library = Library(tmp_path / "library")
     library.import_paths([llama_adapters[n] for n in ("alpha", "beta", "gamma")])
     for n in ("alpha", "beta", "gamma"):
         library.set_examples(n, prompts[n])
-    panel = open_panel(qtbot, worker, llama_dir, library)
+    panel = open_panel(qtbot, tmp_path, llama_dir, library)
     retrain = panel.retrain
     panel.tabs.setCurrentWidget(retrain)
     assert "No router yet" in retrain.status.text() and retrain.retrain_button.isEnabled()
     epochs, results = [], []
     retrain.epochDone.connect(lambda *args: epochs.append(args))
-    worker.done.connect(lambda name, result: results.append(result) if name == "library" else None)
+    models = panel.controller.app.signals.model
+    models.connect(lambda changed: results.append(changed.info))
 
     with qtbot.waitSignal(retrain.finished, timeout=WAIT_MS) as finished:
         qtbot.mouseClick(retrain.retrain_button, Qt.LeftButton)
@@ -225,8 +231,8 @@ def test_retrain_progress_accuracy_confusion_cancel_and_head_only(qtbot, tmp_pat
     assert retrain.confusion.shape == (3, 3) and retrain.confusion.sum() == report["n_heldout"]
     assert retrain.image.image.shape == (3, 3)
     assert retrain.status.text() == "Router retrained (full) and loaded into the model."
-    qtbot.waitUntil(lambda: bool(results))  # the worker's done reaches this test's slot after the panel's
-    assert results[-1]["router"] and results[-1]["adapters"] == ["alpha", "beta", "gamma"]  # loaded into the engine
+    qtbot.waitUntil(lambda: bool(results))
+    assert results[-1].router and results[-1].adapters == ("alpha", "beta", "gamma")  # loaded into the engine
     assert re.fullmatch(r"\d+%", cell(panel, "alpha", ACCURACY))
     router = library.router_info()
     assert router["matches"]
@@ -244,9 +250,9 @@ def test_retrain_progress_accuracy_confusion_cancel_and_head_only(qtbot, tmp_pat
     drop(panel, [llama_adapters["delta"]])  # anywhere on the panel
     wait_jobs(qtbot, panel)
     library.set_examples("delta", prompts["delta"])
-    panel.refresh()
+    panel.controller.refresh()
     assert "new: delta" in retrain.status.text() and retrain.status.kind == "warn"
     with qtbot.waitSignal(retrain.finished, timeout=WAIT_MS) as head:
         retrain.start()
     assert head.args[0]["mode"] == "head" and retrain.confusion.shape == (4, 4)
-    assert library.router_info()["matches"] and results[-1]["adapters"] == ["alpha", "beta", "gamma", "delta"]
+    assert library.router_info()["matches"] and results[-1].adapters == ("alpha", "beta", "gamma", "delta")

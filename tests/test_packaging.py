@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from app.commands.install_desktop_entry import desktop_entry, exec_arg, launcher
-from app.icon import APP_ID, SIZES, app_icon
+from app.gui import app_icon
+from app.icon import APP_ID, SIZES
 
 tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11")
 ROOT = Path(__file__).resolve().parents[1]

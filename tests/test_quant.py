@@ -128,8 +128,9 @@ def test_slots_hold_only_the_targeted_kinds(llama_dir, llama_adapters):
     eng.add_adapter(llama_adapters["alpha"], name="alpha")  # q_proj, v_proj, rank 4
     eng.apply_mix({"alpha": 1.0})
     assert set(eng.bank.slots) == {"qkv_proj"}
+    rows, k = eng.bank.slot_shape
     a_sel = eng.bank.slots["qkv_proj"][0].A_sel
-    assert a_sel.shape == (2, 1, 2 * 1 * 4, 64)  # (layers, rows, 2 kinds x K x r, in): no block for k_proj
+    assert a_sel.shape == (2, rows, 2 * k * 4, 64)  # (layers, rows, 2 kinds x K x r, in): no block for k_proj
 
 
 def test_generate_on_quantized_models(llama_dir, llama_adapters):
@@ -202,3 +203,35 @@ def test_command_line_quantize(llama_dir, tmp_path, capsys):
     assert rows["int4"]["weights_bytes"] < rows["int8"]["weights_bytes"]
     assert main(["bench", "--shape", "tiny", "--quantize", "int5"]) == 2
     assert "unknown kind 'int5'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["int8", "int4"])
+def test_quantized_layers_compile_once_and_equal_eager(kind, tmp_path):
+    """Inductor's decode layer on the CPU traces the quantized linears with symbolic batch and cache sizes: after
+    warm-up no conversation length, batch size or gathered mix compiles again, and the tokens equal eager's."""
+    from torch._dynamo.utils import counters
+
+    from conftest import make_adapter_dir, make_model_dir
+    from engine.decode import Decoder
+    from test_decode import conversation_and_batches
+
+    model_dir = make_model_dir(tmp_path / "m", "llama", max_position_embeddings=2048)
+    adapters = {n: make_adapter_dir(tmp_path / n, model_dir, seed=i) for i, n in enumerate("ab")}
+    engines = []
+    for compiled in (True, False):
+        eng = Engine.load(model_dir, device="cpu", quantize=kind)
+        eng.decoder = Decoder(eng.device, compiled=compiled, graphs=False)
+        for name, path in adapters.items():
+            eng.add_adapter(path, name=name)
+        engines.append(eng)
+    compiled, eager = engines
+    compiled.warmup()
+    assert compiled.decoder.compile_error is None
+    graphs = counters["stats"]["unique_graphs"]
+    try:
+        assert conversation_and_batches(compiled) == conversation_and_batches(eager)
+        assert counters["stats"]["unique_graphs"] == graphs
+    finally:
+        from torch._inductor.async_compile import shutdown_compile_workers
+        shutdown_compile_workers()

@@ -5,12 +5,14 @@ import sys
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QColor, QTextDocument, QWheelEvent
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QToolButton
 
 from app import export
 from app.conversation import Conversation
+from engine.events import RoutingEvent
+from engine.generation import GenerationSettings
 from ui import colors, tinted_markdown
-from ui.chat_pane import InputBox
+from ui.chat_pane import ChatPane, InputBox
 from ui.colors import adapter_color
 from ui.controls import Controls
 from ui.routing_chart import ROW_PX, RoutingChart
@@ -136,18 +138,18 @@ def test_timeline_stacks_one_bar_per_sentence_and_reports_clicks(qtbot):
 def test_controls_pin_and_mute_exclude_each_other(qtbot):
     controls = Controls()
     qtbot.addWidget(controls)
-    controls.set_values(0.7, 2, 0.5, 64)
+    controls.set_values(GenerationSettings(top_p=0.7, max_adapters=2, temperature=0.5, max_new_tokens=64))
     controls.set_adapters(["a", "b"])
     controls.table.item(0, 1).setCheckState(Qt.Checked)   # pin a
     controls.table.item(1, 2).setCheckState(Qt.Checked)   # mute b
     controls.table.item(0, 2).setCheckState(Qt.Checked)   # mute a: unpins it
-    kw = controls.generation_kwargs()
+    kw = controls.values()
     assert kw == {"top_p": 0.7, "max_adapters": 2, "temperature": 0.5, "max_new_tokens": 64,
                   "pinned": (), "muted": ("a", "b")}
     controls.set_adapters(["b", "c"])  # b keeps its mute; a is gone
-    assert controls.generation_kwargs()["muted"] == ("b",)
+    assert controls.values()["muted"] == ("b",)
     controls.max_adapters.setValue(0)
-    assert controls.generation_kwargs()["max_adapters"] is None
+    assert controls.values()["max_adapters"] is None
 
 
 def test_enter_sends_and_shift_enter_adds_a_newline(qtbot):
@@ -164,12 +166,10 @@ def test_enter_sends_and_shift_enter_adds_a_newline(qtbot):
 def conversation():
     conv = Conversation()
     conv.add_user("Add 2 and 3.")
-    conv.start_assistant({"top_p": 0.8})
-    conv.on_routing({"sentence": 0, "probs": {"math": 0.9, "code": 0.1}, "selected": {"math": 1.0},
-                     "latency_ms": 0.5, "row": 0})
+    conv.start_assistant(GenerationSettings(top_p=0.8))
+    conv.on_routing(RoutingEvent(0, {"math": 0.9, "code": 0.1}, {"math": 1.0}, 0.5))
     conv.on_tokens("It is 5.", True)
-    conv.on_routing({"sentence": 1, "probs": {"math": 0.4, "code": 0.6}, "selected": {"code": 1.0},
-                     "latency_ms": 0.4, "row": 0})
+    conv.on_routing(RoutingEvent(1, {"math": 0.4, "code": 0.6}, {"code": 1.0}, 0.4))
     conv.on_tokens(" Done | ok", False)
     conv.finish({"tokens": 6, "tokens_per_s": 12.0, "stop_reason": "eos"})
     return conv
@@ -182,11 +182,14 @@ def test_conversation_splits_sentences_by_routing_and_sentence_end():
     assert [s.leader for s in reply.sentences] == ["math", "code"]
     assert conv.messages() == [{"role": "user", "content": "Add 2 and 3."},
                                {"role": "assistant", "content": "It is 5. Done | ok"}]
-    conv.start_assistant({})
+    conv.start_assistant(GenerationSettings())
     conv.on_tokens("No router.", True)  # no routing events: sentences still split at sentence ends
     conv.on_tokens(" Second", False)
     assert [s.text for s in conv.turns[-1].sentences] == ["No router.", " Second"]
     assert len(conv.routed_sentences()) == 4
+    # the numbering the timeline, chat pane and routing chart share
+    assert conv.first_sentence(2) == 2 and conv.where(3) == (2, 2, 2) and conv.where(1) == (1, 1, 2)
+    assert conv.timeline() == ([{"math": 1.0}, {"code": 1.0}, {}, {}], [0, 2])
     conv.turns.pop()
     assert conv.drop_last_reply() == "Add 2 and 3." and len(conv.turns) == 1  # regenerate answers it again
 
@@ -197,6 +200,7 @@ def test_export_json_and_markdown(tmp_path):
     assert data["model"] == "tiny"
     assert data["turns"][1]["sentences"][1] == {"text": " Done | ok", "probs": {"math": 0.4, "code": 0.6},
                                                 "selected": {"code": 1.0}, "routing_ms": 0.4}
+    assert data["turns"][1]["settings"]["top_p"] == 0.8
     md = export.save(conv, tmp_path / "c.md").read_text(encoding="utf-8")
     assert "| 1 | It is 5. | math 1.00 |" in md and "| 2 | Done \\| ok | code 1.00 |" in md
 
@@ -216,7 +220,7 @@ def test_library_table_updates_rows_in_place_and_resets_only_when_names_change(q
     from pathlib import Path
 
     from app.library import AdapterInfo
-    from ui.library_panel import NAME, AdapterTableModel
+    from ui.library.adapter_table import NAME, AdapterTableModel
 
     def info(name, n_examples=0):
         return AdapterInfo(name, Path(name), None, True, None, None, 8, ["q_proj"], 1000, n_examples, None)
@@ -237,3 +241,26 @@ def test_library_table_updates_rows_in_place_and_resets_only_when_names_change(q
     seen.clear()
     model.set_rows([info("a"), info("c"), info("d")], ["a"])  # a model loaded: every row's "loaded" state
     assert seen == ["reset"]
+
+
+def test_long_lines_wrap_within_the_pane(qtbot):
+    """A long error under a reply, or a long unbroken prompt, made every message wider than the pane: the text and
+    the Copy buttons were cut off."""
+    pane = ChatPane()
+    qtbot.addWidget(pane)
+    pane.resize(600, 700)
+    pane.show()
+    pane.show_chat()
+    pane.show_turn(0, "user", [("x" * 2000, None, -1)])
+    pane.show_turn(1, "assistant", [("Short reply.", None, 0)],
+                   "Error: the last message alone needs 2100 tokens but only 230 fit in the context (with room for "
+                   "the reply): shorten it or lower max new tokens " + "y" * 400)
+    viewport = pane.scroll.viewport()
+    qtbot.waitUntil(lambda: all(m.width() <= viewport.width() for m in pane.messages))
+    for message in pane.messages:
+        copy = message.findChild(QToolButton)
+        right = copy.mapTo(viewport, QPoint(copy.width(), 0)).x()
+        assert 0 < right <= viewport.width()  # the Copy button is in view
+        assert message.body.width() <= viewport.width()
+    footer = pane.messages[1].footer
+    assert footer.isVisible() and footer.width() <= viewport.width() and footer.height() > 2 * footer.fontMetrics().height()

@@ -1,174 +1,166 @@
-"""EngineWorker against the real engine on a tiny Llama: commands in, plain-Python signals out, batching,
-cancel from the UI thread, errors (CUDA OOM included) that leave the thread usable, and a clean stop."""
+"""EngineWorker against the real engine on a tiny Llama, without Qt: typed commands in, Futures and plain
+dataclass events out, token batching, cancel from another thread, errors (CUDA OOM included) that leave the
+thread usable, one FIFO queue shared with other work, and a clean stop. (Its Qt face: tests/test_ui.py.)"""
+import threading
+from concurrent.futures import CancelledError
+
 import pytest
 import torch
 
 import app.worker
-from engine.events import RoutingEvent
+from app.worker import JobFailed, ModelChanged, Progress
+from engine.events import DoneEvent, RoutingEvent, TokenEvent
+from engine.generation import GenerationSettings
 
 PROMPT = [{"role": "user", "content": "Translate to French: cat, dog, house."}]
+TIMEOUT = 60
 
 
-def fixed_route(context, sentence):
-    """A routing callback (instead of a trained router): alternates between two mixes."""
-    probs = {"alpha": 0.6, "beta": 0.3, "gamma": 0.1} if sentence % 2 == 0 else {"alpha": 0.1, "beta": 0.2,
-                                                                                  "gamma": 0.7}
-    top = sorted(probs, key=probs.get, reverse=True)[:2]
-    return RoutingEvent(sentence, probs, {n: probs[n] / sum(probs[n] for n in top) for n in top}, 0.1)
+class FixedRouter:
+    """Stands in for a trained router: alternates between two mixes, sentence by sentence."""
+    adapters = ["alpha", "beta", "gamma"]
+
+    def __init__(self):
+        self.calls = 0
+
+    def route(self, context, **_settings):
+        sentence, self.calls = self.calls, self.calls + 1
+        probs = {"alpha": 0.6, "beta": 0.3, "gamma": 0.1} if sentence % 2 == 0 else {"alpha": 0.1, "beta": 0.2,
+                                                                                      "gamma": 0.7}
+        top = sorted(probs, key=probs.get, reverse=True)[:2]
+        return RoutingEvent(sentence, probs, {n: probs[n] / sum(probs[n] for n in top) for n in top}, 0.1)
 
 
-class Recorder:
-    def __init__(self, worker):
-        self.events = []
-        worker.done.connect(lambda name, result: self.events.append(("done", name, result)))
-        worker.failed.connect(lambda name, message: self.events.append(("failed", name, message)))
-        worker.routing.connect(lambda ev: self.events.append(("routing", ev)))
-        worker.tokens.connect(lambda text, end: self.events.append(("tokens", text, end)))
-        worker.progress.connect(lambda message, fraction: self.events.append(("progress", message, fraction)))
-
-    def since(self, start, kind):
-        return [e for e in self.events[start:] if e[0] == kind]
+def of(worker, kind, start=0):
+    return [e for e in worker.events[start:] if isinstance(e, kind)]
 
 
-@pytest.fixture
-def rec(worker):
-    return Recorder(worker)
+def failure(future) -> str:
+    with pytest.raises(JobFailed) as e:
+        future.result(TIMEOUT)
+    return str(e.value)
 
 
-def call(qtbot, worker, rec, command, /, timeout=60_000, **kwargs):
-    """Submit a command and wait for its done/failed signal -> (kind, command, payload)."""
-    start = len(rec.events)
-    worker.submit(command, **kwargs)
-    ended = lambda: [e for e in rec.events[start:] if e[0] in ("done", "failed") and e[1] == command]  # noqa: E731
-    qtbot.waitUntil(lambda: bool(ended()), timeout=timeout)
-    return ended()[0]
+def add(engine, path, name):
+    return engine.add_adapter(path, name=name)
 
 
 @pytest.fixture
-def loaded(qtbot, worker, rec, llama_dir, llama_adapters):
-    kind, _, info = call(qtbot, worker, rec, "load_model", model_dir=str(llama_dir), device="cpu")
-    assert kind == "done", info
+def loaded(worker, llama_dir, llama_adapters):
+    worker.load_model(str(llama_dir), device="cpu").result(TIMEOUT)
     for name in ("alpha", "beta", "gamma"):
-        assert call(qtbot, worker, rec, "add_adapter", path=str(llama_adapters[name]), name=name)[0] == "done"
+        worker.submit("add_adapter", lambda engine, n=name: add(engine, llama_adapters[n], n)).result(TIMEOUT)
     return worker
 
 
-def test_load_reports_plain_model_info(qtbot, worker, rec, llama_dir):
-    kind, name, info = call(qtbot, worker, rec, "load_model", model_dir=str(llama_dir), device="cpu")
-    assert (kind, name) == ("done", "load_model")
-    assert info["model_name"] == llama_dir.name and info["device"] == "cpu"
-    assert info["adapters"] == [] and info["router"] is False and info["demo"] is False
-    assert any(e[1].startswith("Loading") for e in rec.since(0, "progress"))
+def test_load_reports_plain_model_info(worker, llama_dir):
+    loaded = worker.load_model(str(llama_dir), device="cpu").result(TIMEOUT)
+    assert loaded.refused == [] and loaded.colors == {}
+    info = of(worker, ModelChanged)[-1].info
+    assert info.model_name == llama_dir.name and info.device == "cpu"
+    assert info.adapters == () and info.router is False and info.demo is False
+    assert any(p.message.startswith("Loading") for p in of(worker, Progress))
 
 
-def test_generate_streams_routing_then_tokens_per_sentence(qtbot, loaded, rec):
-    start = len(rec.events)
-    kind, _, stats = call(qtbot, loaded, rec, "generate", messages=PROMPT, route=fixed_route, max_new_tokens=60,
-                          ignore_eos=True)
-    assert kind == "done" and stats["tokens"] == 60 and stats["stop_reason"] == "length"
-    stream = [e for e in rec.events[start:] if e[0] in ("routing", "tokens")]
-    routings = [e[1] for e in stream if e[0] == "routing"]
-    assert stream[0][0] == "routing" and len(routings) >= 2  # routed before the first token, then per sentence
-    assert all(isinstance(r, dict) and set(r) == {"sentence", "probs", "selected", "latency_ms", "row"}
-               for r in routings)
-    assert [r["sentence"] for r in routings] == list(range(len(routings)))
-    assert routings[1]["probs"] == {"alpha": 0.1, "beta": 0.2, "gamma": 0.7}
+def test_generate_streams_routing_then_tokens_per_sentence(loaded):
+    loaded._engine.router = FixedRouter()
+    start = len(loaded.events)
+    done = loaded.generate(PROMPT, GenerationSettings(max_new_tokens=60, ignore_eos=True)).result(TIMEOUT)
+    assert isinstance(done, DoneEvent) and done.stats["tokens"] == 60 and done.stats["stop_reason"] == "length"
+    stream = [e for e in loaded.events[start:] if isinstance(e, (RoutingEvent, TokenEvent))]
+    routings = [e for e in stream if isinstance(e, RoutingEvent)]
+    assert isinstance(stream[0], RoutingEvent) and len(routings) >= 2  # routed before the first token, then per sentence
+    assert [r.sentence for r in routings] == list(range(len(routings)))
+    assert routings[1].probs == {"alpha": 0.1, "beta": 0.2, "gamma": 0.7}
     for i, e in enumerate(stream[1:], 1):  # tokens are flushed (ending the sentence) before each new routing
-        if e[0] == "routing":
-            assert stream[i - 1][0] == "tokens" and stream[i - 1][2] is True
-    assert "".join(e[1] for e in stream if e[0] == "tokens")
+        if isinstance(e, RoutingEvent):
+            assert isinstance(stream[i - 1], TokenEvent) and stream[i - 1].sentence_end is True
+    assert "".join(e.text for e in stream if isinstance(e, TokenEvent))
 
 
-def test_tokens_are_batched(qtbot, loaded, rec, monkeypatch):
+def test_tokens_are_batched(loaded, monkeypatch):
     monkeypatch.setattr(app.worker, "TOKEN_BATCH_S", 3600.0)  # only sentence ends, routing and Done flush
-    start = len(rec.events)
-    _, _, stats = call(qtbot, loaded, rec, "generate", messages=PROMPT, max_new_tokens=60, ignore_eos=True)
-    signals = rec.since(start, "tokens")
-    sentence_ends = sum(1 for e in signals if e[2])
-    assert len(signals) <= sentence_ends + 1 < stats["tokens"]
+    start = len(loaded.events)
+    done = loaded.generate(PROMPT, GenerationSettings(max_new_tokens=60, ignore_eos=True)).result(TIMEOUT)
+    batches = of(loaded, TokenEvent, start)
+    sentence_ends = sum(1 for e in batches if e.sentence_end)
+    assert len(batches) <= sentence_ends + 1 < done.stats["tokens"]
 
 
-def test_cancel_from_the_ui_thread_stops_generation(qtbot, loaded, rec):
-    start = len(rec.events)
-    loaded.tokens.connect(loaded.cancel)  # Stop pressed as soon as text appears
-    kind, _, stats = call(qtbot, loaded, rec, "generate", messages=PROMPT, max_new_tokens=200, ignore_eos=True)
-    loaded.tokens.disconnect(loaded.cancel)
-    assert kind == "done" and stats["stop_reason"] == "cancel" and stats["tokens"] < 200
-    assert rec.since(start, "tokens")
+def test_cancel_from_another_thread_stops_generation(loaded):
+    start = len(loaded.events)
+    events = loaded.on_event
+
+    def stop_at_first_text(event):  # Stop pressed as soon as text appears
+        events(event)
+        if isinstance(event, TokenEvent):
+            threading.Thread(target=loaded.cancel).start()
+
+    loaded.on_event = stop_at_first_text
+    done = loaded.generate(PROMPT, GenerationSettings(max_new_tokens=200, ignore_eos=True)).result(TIMEOUT)
+    loaded.on_event = events
+    assert done.stats["stop_reason"] == "cancel" and done.stats["tokens"] < 200
+    assert of(loaded, TokenEvent, start)
 
 
-def test_stop_before_generation_starts_still_cancels_but_a_stale_stop_does_not(qtbot, loaded, rec):
+def test_stop_before_generation_starts_still_cancels_but_a_stale_stop_does_not(loaded):
     loaded.cancel()  # idle: pressed with nothing running; must not cancel the next reply
-    _, _, stats = call(qtbot, loaded, rec, "generate", messages=PROMPT, max_new_tokens=20, ignore_eos=True)
-    assert stats["stop_reason"] == "length"
-    loaded.submit("generate", messages=PROMPT, max_new_tokens=200, ignore_eos=True)
+    done = loaded.generate(PROMPT, GenerationSettings(max_new_tokens=20, ignore_eos=True)).result(TIMEOUT)
+    assert done.stats["stop_reason"] == "length"
+    future = loaded.generate(PROMPT, GenerationSettings(max_new_tokens=200, ignore_eos=True))
     loaded.cancel()  # right after Send, before the worker picked the command up
-    start = len(rec.events)
-    qtbot.waitUntil(lambda: bool(rec.since(start, "done")), timeout=30_000)
-    assert rec.since(start, "done")[0][2]["stop_reason"] == "cancel"
+    assert future.result(TIMEOUT).stats["stop_reason"] == "cancel"
 
 
-def test_errors_are_signals_and_the_worker_stays_usable(qtbot, worker, rec, tmp_path, llama_dir):
-    kind, _, message = call(qtbot, worker, rec, "generate", messages=PROMPT)
-    assert kind == "failed" and "no model is loaded" in message
-    kind, _, message = call(qtbot, worker, rec, "load_model", model_dir=str(tmp_path / "missing"))
-    assert kind == "failed" and "missing" in message
+def test_errors_fail_their_future_and_the_worker_stays_usable(worker, tmp_path, llama_dir):
+    assert "no model is loaded" in failure(worker.generate(PROMPT, GenerationSettings()))
+    assert "missing" in failure(worker.load_model(str(tmp_path / "missing")))
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "config.json").write_text("{not json")
-    kind, _, message = call(qtbot, worker, rec, "load_model", model_dir=str(tmp_path / "bad"))
-    assert kind == "failed" and "bad" in message
-    assert call(qtbot, worker, rec, "load_model", model_dir=str(llama_dir), device="cpu")[0] == "done"
-    kind, _, message = call(qtbot, worker, rec, "add_adapter", path=str(tmp_path / "bad"))
-    assert kind == "failed" and "bad" in message
-    assert call(qtbot, worker, rec, "generate", messages=PROMPT, max_new_tokens=5)[0] == "done"
+    assert "bad" in failure(worker.load_model(str(tmp_path / "bad")))
+    assert of(worker, ModelChanged) == []  # never had a model: nothing changed
+    worker.load_model(str(llama_dir), device="cpu").result(TIMEOUT)
+    assert "bad" in failure(worker.submit("add_adapter", lambda engine: engine.add_adapter(tmp_path / "bad")))
+    worker.generate(PROMPT, GenerationSettings(max_new_tokens=5)).result(TIMEOUT)
+    assert "missing" in failure(worker.load_model(str(tmp_path / "missing")))
+    assert of(worker, ModelChanged)[-1].info is None  # the old model was dropped before the new one failed
 
 
-def test_cuda_out_of_memory_is_reported_and_generation_works_after(qtbot, loaded, rec, monkeypatch):
+def test_cuda_out_of_memory_is_reported_and_generation_works_after(loaded, monkeypatch):
     def oom(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         yield  # a generator, like Engine.generate
 
     monkeypatch.setattr(loaded._engine, "generate", oom)
-    kind, _, message = call(qtbot, loaded, rec, "generate", messages=PROMPT)
-    assert kind == "failed" and "GPU out of memory" in message and "20.00 GiB" in message
+    message = failure(loaded.generate(PROMPT, GenerationSettings()))
+    assert "GPU out of memory" in message and "20.00 GiB" in message
     monkeypatch.undo()
-    assert call(qtbot, loaded, rec, "generate", messages=PROMPT, max_new_tokens=5)[0] == "done"
+    loaded.generate(PROMPT, GenerationSettings(max_new_tokens=5)).result(TIMEOUT)
 
 
-def test_add_and_remove_adapters(qtbot, loaded, rec):
-    _, _, info = call(qtbot, loaded, rec, "remove_adapter", name="beta")
-    assert info["adapters"] == ["alpha", "gamma"]
-    kind, _, message = call(qtbot, loaded, rec, "remove_adapter", name="nope")
-    assert kind == "failed" and "nope" in message
+def test_submitted_work_shares_the_one_queue_in_order(loaded):
+    """Another part of the app (e.g. a server) queues its own work: it runs on the engine thread, after the reply
+    queued before it and never at the same time, and its Future gives the result."""
+    ran = []
+    reply = loaded.generate(PROMPT, GenerationSettings(max_new_tokens=30, ignore_eos=True))
+    batch = loaded.submit("batch", lambda engine: (ran.append((threading.current_thread().name, reply.done())),
+                                                   engine.generate_batch([PROMPT, PROMPT], max_new_tokens=4))[1])
+    rows = batch.result(TIMEOUT)
+    assert ran == [("engine", True)] and [r["tokens"] for r in rows] == [4, 4]
+    removed = loaded.submit("remove_adapter", lambda engine: engine.remove_adapter("beta"))
+    removed.result(TIMEOUT)
+    assert of(loaded, ModelChanged)[-1].info.adapters == ("alpha", "gamma")
+    assert "nope" in failure(loaded.submit("remove_adapter", lambda engine: engine.remove_adapter("nope")))
 
 
-def test_library_jobs_run_on_the_engine_thread_with_or_without_a_model(qtbot, worker, rec, llama_dir):
-    import threading
-    seen = []
-
-    def job(engine, progress):  # e.g. a router retrain supplied by the library manager
-        seen.append((threading.current_thread(), engine and engine.adapters))
-        progress("Training router", 0.5)
-        return {"accuracy": 1.0}
-
-    kind, _, result = call(qtbot, worker, rec, "library", job=job)
-    assert kind == "done" and result == {"library": {"accuracy": 1.0}}  # no model: the job gets None
-    call(qtbot, worker, rec, "load_model", model_dir=str(llama_dir), device="cpu")
-    start = len(rec.events)
-    kind, _, result = call(qtbot, worker, rec, "library", job=job)
-    assert kind == "done" and result["library"] == {"accuracy": 1.0} and result["adapters"] == []
-    assert [s[1] for s in seen] == [None, []] and all(s[0] is not threading.main_thread() for s in seen)
-    assert ("progress", "Training router", 0.5) in rec.events[start:]
-
-
-def test_stop_during_generation_ends_the_thread(qtbot, loaded, rec):
-    start = len(rec.events)
-    loaded.submit("generate", messages=PROMPT, max_new_tokens=200, ignore_eos=True)
-    qtbot.waitUntil(lambda: bool(rec.since(start, "tokens")), timeout=30_000)
+def test_stop_during_generation_ends_the_thread_and_drops_the_queue(loaded):
+    start = len(loaded.events)
+    loaded.generate(PROMPT, GenerationSettings(max_new_tokens=200, ignore_eos=True))
+    queued = loaded.warm_up()
+    while not of(loaded, TokenEvent, start):
+        threading.Event().wait(0.01)
     loaded.stop()
-    assert not loaded.isRunning()
+    assert not loaded._thread.is_alive()
+    with pytest.raises(CancelledError):
+        queued.result(0)
 
-
-def test_unknown_command_is_refused_at_submit(worker):
-    with pytest.raises(ValueError, match="no command 'fly'"):
-        worker.submit("fly")

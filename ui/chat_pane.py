@@ -1,5 +1,7 @@
 """The chat: one message view per turn (Markdown, sentences tinted by their leading adapter), the input box with
 Send/Stop, regenerate and clear, and the empty state shown when no model is loaded."""
+import re
+
 from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QKeyEvent
 from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QScrollArea,
@@ -11,6 +13,7 @@ Sentences = list[tuple[str, QColor | None, int]]  # (text, tint or None, global 
 
 
 INPUT_HINT = "Message the model (Enter to send, Shift+Enter for a new line)"
+_LONG_WORD = re.compile(r"\S{32}")  # a label wraps only between words: longer runs get break points
 
 class _Body(QTextBrowser):
     """A message's text: grows to fit its document (the pane scrolls, not the message) and reports the sentence
@@ -68,7 +71,7 @@ class MessageView(QFrame):
         title.setObjectName("messageRole")
         copy = QToolButton(text="Copy", toolTip="Copy this message as Markdown", autoRaise=True)
         copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.source))
-        self.footer = QLabel(objectName="messageFooter")
+        self.footer = QLabel(objectName="messageFooter", wordWrap=True)
         self.footer.hide()
         self.body = _Body()
         header = QHBoxLayout()
@@ -85,7 +88,7 @@ class MessageView(QFrame):
     def show_sentences(self, sentences: Sentences, footer: str = ""):
         self.source = "".join(text for text, _, _ in sentences)
         tinted_markdown.render(self.body.document(), sentences)
-        self.footer.setText(footer)
+        self.footer.setText(_LONG_WORD.sub(lambda m: m[0] + "\u200b", footer))  # zero-width space: may break here
         self.footer.setVisible(bool(footer))
 
 

@@ -1,6 +1,7 @@
 """Generation controls (top-p, max adapters, temperature, max new tokens) and per-adapter pin / mute.
 
-Pins and mutes apply to every turn sent while they are set (the next one included) until unchecked."""
+They show and give back fields of the engine's GenerationSettings, by name (`values()`). Pins and mutes apply to
+every turn sent while they are set (the next one included) until unchecked."""
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QDoubleSpinBox, QFormLayout, QHeaderView, QLabel, QSpinBox,
@@ -51,11 +52,12 @@ class Controls(QWidget):
         layout.addLayout(form)
         layout.addWidget(self.table, 1)
 
-    def set_values(self, top_p: float, max_adapters: int, temperature: float, max_new_tokens: int):
-        self.top_p.setValue(top_p)
-        self.max_adapters.setValue(max_adapters)
-        self.temperature.setValue(temperature)
-        self.max_new_tokens.setValue(max_new_tokens)
+    def set_values(self, settings):
+        """Show the fields of `settings` (a GenerationSettings) that these controls set."""
+        self.top_p.setValue(settings.top_p)
+        self.max_adapters.setValue(settings.max_adapters or 0)
+        self.temperature.setValue(settings.temperature)
+        self.max_new_tokens.setValue(settings.max_new_tokens)
 
     def set_adapters(self, names: list[str]):
         """Rebuild the adapter table, keeping the pins and mutes of adapters that are still there."""
@@ -86,8 +88,8 @@ class Controls(QWidget):
         return [self.table.item(r, 0).text() for r in range(self.table.rowCount())
                 if self.table.item(r, col) is not None and self.table.item(r, col).checkState() == Qt.Checked]
 
-    def generation_kwargs(self) -> dict:
-        """Keyword arguments for Engine.generate (besides messages)."""
+    def values(self) -> dict:
+        """The GenerationSettings fields these controls set, by name."""
         return {"top_p": self.top_p.value(), "max_adapters": self.max_adapters.value() or None,
                 "temperature": self.temperature.value(), "max_new_tokens": self.max_new_tokens.value(),
                 "pinned": tuple(self._checked(PIN)), "muted": tuple(self._checked(MUTE))}

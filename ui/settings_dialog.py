@@ -1,4 +1,4 @@
-"""Settings > Model folder: pick a local Hugging Face model folder, the adapter library folder, device and dtype."""
+"""Settings > Model and library: pick a local Hugging Face model folder, the adapter library folder, device and dtype."""
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
                                QLabel, QLineEdit, QPushButton)
 

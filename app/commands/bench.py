@@ -18,8 +18,12 @@ def add_parser(sub):
     p.add_argument("--new", type=int, default=128, help="new tokens (EOS ignored)")
     p.add_argument("--runs", type=int, default=3, help="interleaved rounds; the median is reported")
     p.add_argument("--no-peft", action="store_true", help="skip the PEFT baselines")
-    p.add_argument("--quantize", help="also time engines with these weights, e.g. int8,int4: rows next to the "
-                                      "float engine (decode, fused, switch, quality, memory)")
+    p.add_argument("--workload", choices=["table", "chat", "long", "cold"], default="table",
+                   help="table: the batch-1 decode table (default); chat: an 8-turn conversation growing to ~8K "
+                        "tokens, sampled and routed per sentence; long: long prompts' first token and memory "
+                        "next to Hugging Face's SDPA; cold: a first and a second start from disk")
+    p.add_argument("--quantize", help="with the table: also time engines of these weights, e.g. int8,int4, next to "
+                                      "the float engine (decode, fused, switch, quality, memory)")
     p.add_argument("--json", help="write all numbers to this file")
     p.add_argument("--library", action="store_true",
                    help="instead: time importing --adapters random adapters of --shape into a fresh adapter "
@@ -32,6 +36,9 @@ def run(args) -> int:
 
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     try:
+        if args.quantize and (args.library or args.workload != "table"):
+            raise SwitchboardError("--quantize adds rows to the decode table (--workload table); it does not apply "
+                                   "to --library or the other workloads")
         if args.library:
             from app import bench_library as kind
 
@@ -39,6 +46,10 @@ def run(args) -> int:
                 raise SwitchboardError("--library times imports for a --shape; it does not load --model")
             res = kind.run(args.shape, args.adapters, args.rank, bench.parse_targets(args.targets), args.dtype,
                            args.dir, log)
+        elif args.workload != "table":
+            from engine import workloads as kind
+
+            res = kind.run(args.workload, args.shape, args.model, args.device, args.dtype, args.adapters, log)
         else:
             kind = bench
             res = bench.run(args.shape, args.model, args.device, args.dtype, args.adapters, args.rank,

@@ -2,10 +2,8 @@
 .txt file), a flag when there are too few, and probe examples sampled from the loaded model with only this
 adapter active, offered for review before they are added.
 
-Every change is saved at once (Library.set_examples: one small atomic file write), so nothing is left unsaved."""
-import random
-import re
-
+Every change is asked to be saved at once (`edited`; the library writes one small file atomically), so nothing is
+left unsaved."""
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QAbstractItemView, QApplication, QDialog, QDialogButtonBox, QFileDialog, QHBoxLayout,
@@ -14,26 +12,20 @@ from PySide6.QtWidgets import (QAbstractItemView, QApplication, QDialog, QDialog
 
 from ui.notice import Notice
 
-PROBE_PROMPTS = (  # generic openers: with one adapter active, its task shows in what the model says
-    "Write one typical request a user might send you.",
-    "Give a short example of the kind of task you handle.",
-    "Start a conversation about what you do best.",
-    "Ask me a question.",
-)
-PROBE_ROWS = 8              # samples per click, generated as one batch
-PROBE_TOKENS = 48           # short texts: a sentence or two
-PROBE_TEMPERATURE = 0.9
-PROBE_CHARS = 300           # a sample is cut at the last sentence end before this
+PROBE_TEXT = "Generate probe examples…"
 PROBE_TIP = "Sample short texts from the loaded model with only this adapter active, and choose which to keep"
 
 
 class ExamplesEditor(QWidget):
-    changed = Signal(str)  # the adapter whose examples were saved
+    edited = Signal(str, list)            # adapter, its examples as they are now in the list: save them
+    importRequested = Signal(str, str)    # adapter, a .jsonl or .txt file to add the prompts of
+    probesRequested = Signal(str)         # adapter: sample probe examples (show_probes answers)
 
-    def __init__(self, library, jobs, parent=None):
+    def __init__(self, min_examples: int, parent=None):
         super().__init__(parent)
-        self.library, self.jobs = library, jobs
+        self.min_examples = min_examples
         self.name: str | None = None
+        self.bank: list[str] | None = None  # the loaded model's adapters (probes need this one among them)
         self.probe_dialog: ProbeDialog | None = None
 
         self.title = QLabel(objectName="sectionTitle")
@@ -49,7 +41,7 @@ class ExamplesEditor(QWidget):
         self.delete_button = QPushButton("Delete", toolTip="Delete the selected examples (Del)")
         self.paste_button = QPushButton("Paste", toolTip="Add each line of the clipboard as an example (Ctrl+V)")
         self.import_button = QPushButton("Import file…", toolTip="Add the prompts of a .jsonl or .txt file")
-        self.probe_button = QPushButton("Generate probe examples…", toolTip=PROBE_TIP)
+        self.probe_button = QPushButton(PROBE_TEXT, toolTip=PROBE_TIP)
         self.add_button.clicked.connect(self.add_empty)
         self.delete_button.clicked.connect(self.delete_selected)
         self.paste_button.clicked.connect(self.paste)
@@ -71,24 +63,18 @@ class ExamplesEditor(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.probe_button)
         layout.addWidget(self.notice)
-        self.set_adapter(None)
+        self.show_adapter(None, [])
 
     # ---- state ----
-    def set_adapter(self, name: str | None):
-        """Show `name`'s examples (None: nothing selected)."""
-        if name is not None and name == self.name:
-            return
+    def show_adapter(self, name: str | None, prompts: list[str], error: str = ""):
+        """Show `name`'s examples (None: nothing selected), or why they could not be read."""
         self.name = name
-        self.notice.show_message("")
-        prompts = []
-        if name is not None:
-            from engine.errors import SwitchboardError  # imported by the time a library is open
-
-            try:
-                prompts = self.library.examples(name)
-            except (SwitchboardError, OSError) as e:
-                self.notice.show_message(f"Could not read the examples of '{name}': {e}", "error")
+        self.notice.show_message(error, "error")
         self._fill(prompts)
+        self.update_state()
+
+    def set_bank(self, bank: list[str] | None):
+        self.bank = bank
         self.update_state()
 
     def prompts(self) -> list[str]:
@@ -99,8 +85,8 @@ class ExamplesEditor(QWidget):
         for w in (self.list, self.add_button, self.paste_button, self.import_button):
             w.setEnabled(has)
         self.delete_button.setEnabled(has and self.list.count() > 0)
-        bank = self.jobs.bank
-        self.probe_button.setEnabled(has and bank is not None and self.name in bank)
+        self.probe_button.setEnabled(has and self.bank is not None and self.name in self.bank
+                                     and self.probe_button.text() == PROBE_TEXT)
         self.probe_button.setToolTip(PROBE_TIP if self.probe_button.isEnabled() else
                                      PROBE_TIP + "\n(needs a loaded model with this library's adapters, this one "
                                      "enabled)")
@@ -108,11 +94,9 @@ class ExamplesEditor(QWidget):
         if not has:
             self.count.setText("Select an adapter to see and edit its router examples.")
             return
-        from app.library import MIN_EXAMPLES  # imported by the time a library is open
-
         n = self.list.count()
-        if n < MIN_EXAMPLES:
-            self.count.setText(f"⚠ {n} examples: fewer than {MIN_EXAMPLES}, the router cannot reliably learn when "
+        if n < self.min_examples:
+            self.count.setText(f"⚠ {n} examples: fewer than {self.min_examples}, the router cannot reliably learn when "
                                "to pick this adapter. Add prompts it should handle.")
             self.count.setStyleSheet("color: #a05a00;")
         else:
@@ -145,19 +129,18 @@ class ExamplesEditor(QWidget):
             self.import_file(path)
 
     def import_file(self, path: str):
-        """Add the prompts of a .jsonl ({"prompt": ...} per line) or .txt (one per line) file."""
-        from engine.errors import SwitchboardError
+        """Ask to add the prompts of a .jsonl ({"prompt": ...} per line) or .txt (one per line) file."""
+        self.importRequested.emit(self.name, path)
 
-        try:
-            n = len(self.prompts())
-            total = self.library.import_examples(self.name, path, append=True)
-        except (SwitchboardError, OSError) as e:
-            self.notice.show_message(str(e), "error")
+    def imported(self, prompts: list[str], path: str, error: str = ""):
+        """The examples after an import of `path`, or why it failed (nothing changed then)."""
+        if error:
+            self.notice.show_message(error, "error")
             return
-        self._fill(self.library.examples(self.name))
-        self.notice.show_message(f"Imported {total - n} examples from {path}.", "info")
+        n = self.list.count()
+        self._fill(prompts)
+        self.notice.show_message(f"Imported {len(prompts) - n} examples from {path}.", "info")
         self.update_state()
-        self.changed.emit(self.name)
 
     def add_prompts(self, prompts):
         """Append the non-blank prompts (stripped) and save."""
@@ -171,8 +154,6 @@ class ExamplesEditor(QWidget):
             self._save_list()
 
     def _save_list(self):
-        from engine.errors import SwitchboardError
-
         prompts = [p.strip() for p in self.prompts() if p.strip()]
         if prompts != self.prompts():
             self._fill(prompts)
@@ -180,14 +161,12 @@ class ExamplesEditor(QWidget):
         for i in range(self.list.count()):  # an edited example's tooltip
             self.list.item(i).setToolTip(self.list.item(i).text())
         self.list.blockSignals(False)
-        try:
-            self.library.set_examples(self.name, prompts)
-        except (SwitchboardError, OSError) as e:
-            self.notice.show_message(f"Could not save the examples of '{self.name}': {e}", "error")
-            return
         self.notice.show_message("")
         self.update_state()
-        self.changed.emit(self.name)
+        self.edited.emit(self.name, prompts)
+
+    def save_failed(self, message: str):
+        self.notice.show_message(message, "error")
 
     def _fill(self, prompts):
         self.list.blockSignals(True)
@@ -205,42 +184,23 @@ class ExamplesEditor(QWidget):
 
     # ---- probe examples ----
     def generate_probes(self):
-        """Sample PROBE_ROWS short texts with only this adapter active (engine thread), then offer them."""
-        name = self.name
-        seed = random.randrange(2**31)  # new samples on every click
-
-        def job(engine, progress):
-            from engine.errors import ModelError
-
-            if engine is None or name not in engine.adapters:
-                raise ModelError(f"probe examples for '{name}' need a loaded model with this library's adapters "
-                                 "(open your model, and enable the adapter)")
-            progress(f"Sampling probe examples from {name}…", -1)
-            conversations = [[{"role": "user", "content": PROBE_PROMPTS[i % len(PROBE_PROMPTS)]}]
-                             for i in range(PROBE_ROWS)]
-            rows = engine.generate_batch(conversations, mixes=[{name: 1.0}] * PROBE_ROWS,
-                                         max_new_tokens=PROBE_TOKENS, temperature=PROBE_TEMPERATURE, seed=seed)
-            return list(dict.fromkeys(t for t in (_clean(r["text"]) for r in rows) if t))
-
-        def done(samples, _with_engine):
-            self.probe_button.setText("Generate probe examples…")
-            self.update_state()
-            if not samples:
-                self.notice.show_message(f"The model produced no text with '{name}' active; try again.", "warn")
-                return
-            self.probe_dialog = ProbeDialog(name, samples, self)
-            self.probe_dialog.accepted.connect(
-                lambda: self.add_prompts(self.probe_dialog.chosen()) if self.name == name else None)
-            self.probe_dialog.open()
-
-        def failed(message):
-            self.probe_button.setText("Generate probe examples…")
-            self.update_state()
-            self.notice.show_message(message, "error")
-
-        self.probe_button.setEnabled(False)
+        """Ask for probe examples of this adapter (sampled on the engine thread); show_probes offers them."""
         self.probe_button.setText("Sampling from the model…")
-        self.jobs.run(job, done, failed)
+        self.update_state()
+        self.probesRequested.emit(self.name)
+
+    def show_probes(self, name: str, samples: list[str], error: str = ""):
+        """Samples for adapter `name` to review, or why there are none."""
+        self.probe_button.setText(PROBE_TEXT)
+        self.update_state()
+        if error or not samples:
+            self.notice.show_message(error or f"The model produced no text with '{name}' active; try again.",
+                                     "error" if error else "warn")
+            return
+        self.probe_dialog = ProbeDialog(name, samples, self)
+        self.probe_dialog.accepted.connect(
+            lambda: self.add_prompts(self.probe_dialog.chosen()) if self.name == name else None)
+        self.probe_dialog.open()
 
 
 class PromptDelegate(QStyledItemDelegate):
@@ -305,11 +265,3 @@ class ProbeDialog(QDialog):
         ok.setText(f"Add {n} example{'s' if n != 1 else ''}")
         ok.setEnabled(n > 0)
 
-
-def _clean(text: str) -> str:
-    """One line, at most PROBE_CHARS, cut after a sentence end when there is one."""
-    text = re.sub(r"\s+", " ", text.replace("\ufffd", "")).strip()  # U+FFFD: undecodable bytes
-    if len(text) > PROBE_CHARS:
-        cut = max(text.rfind(c, 0, PROBE_CHARS) for c in ".!?")
-        text = text[:cut + 1] if cut > 0 else text[:PROBE_CHARS]
-    return text

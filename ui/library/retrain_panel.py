@@ -1,10 +1,9 @@
-"""Retrain the router on the library's examples (engine thread): progress per epoch (loss, held-out accuracy),
-cancel, head-only when adapters were only added or removed or full on request; then the held-out accuracy
-and a confusion-matrix heatmap (rows: the adapter an example belongs to, columns: the adapter it was routed to).
-
-Library.retrain replaces the router only when training finished: a cancel or a failure keeps the old one."""
+"""Retrain the router on the library's examples: whether the router is up to date, progress per epoch (loss,
+held-out accuracy), cancel, head-only when adapters were only added or removed or full on request; then the
+held-out accuracy and a confusion-matrix heatmap (rows: the adapter an example belongs to, columns: the adapter
+it was routed to). The retrain itself runs on the engine thread (app/library_controller.py); it replaces the
+router only when training finished: a cancel or a failure keeps the old one."""
 import math
-import threading
 
 import numpy as np
 import pyqtgraph as pg
@@ -20,14 +19,14 @@ TICK_CHARS = 14
 
 
 class RetrainPanel(QWidget):
+    retrainRequested = Signal(bool)              # full
+    cancelRequested = Signal()
     epochDone = Signal(int, int, float, object)  # epoch, epochs, loss, held-out accuracy (None: no held-out set)
     finished = Signal(object)                    # the new router's report, or None when cancelled
 
-    def __init__(self, library, jobs, parent=None):
+    def __init__(self, parent=None):
         super().__init__(parent)
-        self.library, self.jobs = library, jobs
         self.running = False
-        self._cancel = threading.Event()
         self.confusion = np.zeros((0, 0), np.int64)  # [true, routed] counts shown in the heatmap
 
         self.status = Notice()
@@ -91,21 +90,16 @@ class RetrainPanel(QWidget):
         layout.addWidget(self.progress_label)
         layout.addWidget(self.result_box, 1)
         layout.addWidget(self.empty, 1)
-        self._set_running(False)
-        self.refresh()
+        self.set_running(False)
 
     # ---- state ----
-    def refresh(self):
-        """Say whether the router matches the enabled adapters, and show its last report."""
-        from engine.errors import SwitchboardError  # imported by the time a library is open
-
+    def show_router(self, info: dict | None, adapters, error: str = ""):
+        """Say whether the router (Library.router_info: None when there is none) matches the enabled adapters
+        (AdapterInfo rows), and show its last report; or the error that kept them from being read."""
         if self.running:
             return
-        try:
-            info = self.library.router_info()
-            adapters = self.library.list()
-        except SwitchboardError as e:
-            self.status.show_message(str(e), "error")
+        if error:
+            self.status.show_message(error, "error")
             return
         enabled = [a for a in adapters if a.enabled]
         missing = [a.name for a in enabled if a.n_examples == 0]
@@ -175,51 +169,34 @@ class RetrainPanel(QWidget):
 
     # ---- training ----
     def start(self):
-        """Retrain on the engine thread; the progress bar follows the epochs."""
-        self._cancel.clear()
-        cancel, full = self._cancel.is_set, self.full.isChecked()
-
-        def job(engine, progress):
-            def epoch(e, epochs, loss, acc):
-                held = "" if acc is None else f", held-out accuracy {acc:.0%}"
-                progress(f"Retraining the router: epoch {e}/{epochs}, loss {loss:.3f}{held}", e / epochs)
-                self.jobs.report(self._on_epoch, (e, epochs, loss, acc))
-            return self.library.retrain(engine, full=full, progress=epoch, cancel=cancel)
-
-        self._set_running(True)
+        """Ask for a retrain; the progress bar follows the epochs (show_epoch)."""
+        self.set_running(True)
         self.progress.setRange(0, 0)
         self.progress_label.setText("Waiting for the engine…")
-        self.jobs.run(job, self._done, self._failed)
+        self.retrainRequested.emit(self.full.isChecked())
 
     def cancel(self):
-        self._cancel.set()
+        self.cancelRequested.emit()
         self.progress_label.setText("Cancelling…")
 
-    def _on_epoch(self, payload):
-        e, epochs, loss, acc = payload
+    def show_epoch(self, e: int, epochs: int, loss: float, acc: float | None):
         self.progress.setRange(0, epochs)
         self.progress.setValue(e)
         held = "" if acc is None else f" · held-out accuracy {acc:.1%}"
         self.progress_label.setText(f"Epoch {e} / {epochs} · loss {loss:.3f}{held}")
         self.epochDone.emit(e, epochs, loss, acc)
 
-    def _done(self, report, with_engine: bool):
-        self._set_running(False)
-        self.refresh()
-        self.finished.emit(report)  # before the outcome is shown: listeners may refresh this panel
+    def show_outcome(self, report: dict | None, loaded: bool):
+        """The retrain ended (report None: cancelled); loaded: the running model uses the new router."""
+        self.finished.emit(report)
         if report is None:
             self.status.show_message("Cancelled: the previous router is kept.", "warn")
         else:
             self.show_report(report)
-            where = "and loaded into the model" if with_engine else "in the library; the model uses it when reopened"
+            where = "and loaded into the model" if loaded else "in the library; the model uses it when reopened"
             self.status.show_message(f"Router retrained ({report['mode']}) {where}.", "info")
 
-    def _failed(self, message: str):
-        self._set_running(False)
-        self.refresh()
-        self.status.show_message(message, "error")
-
-    def _set_running(self, running: bool):
+    def set_running(self, running: bool):
         self.running = running
         self.retrain_button.setEnabled(not running)
         self.full.setEnabled(not running)

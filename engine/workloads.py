@@ -1,0 +1,294 @@
+"""`switchboard bench --workload chat | long | cold`: what users do, measured through the paths they hit.
+
+chat  a conversation whose context grows to ~8K tokens over 8 turns, sampling on, routed per sentence by a
+      router over 100 adapters, through Engine.generate: per turn prompt and cached tokens, time to first
+      token, decode ms/token and the stall (wall - TTFT - decode), and compiles counted across the turns.
+long  time to first token and peak extra GPU memory of one long prompt, engine next to Hugging Face's SDPA
+      forward (logits_to_keep=1), at several lengths, in one run.
+cold  a model folder of the shape written to disk, then two fresh processes sharing a compile cache (a first
+      and a second start): Engine.load, first token, full speed; next to from_pretrained.
+Shapes come without a tokenizer: a synthetic word-level one with the shape's vocabulary is made (every 16th
+word ends a sentence, so per-sentence routing switches as it would on real text).
+"""
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from .decode import prefill
+from .events import DoneEvent, TokenEvent
+
+CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}</s>{% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+SPECIALS = ["<unk>", "<s>", "</s>", "<pad>", "<|user|>", "<|assistant|>", "<|system|>"]
+
+
+def synthetic_tokenizer(vocab_size: int):
+    """A word-level tokenizer of exactly `vocab_size` tokens: lowercase words, every 16th ending in '.', every
+    16th (offset) capitalised, so random models write sentences."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(SPECIALS)}
+    for i in range(len(SPECIALS), vocab_size):
+        word = _word(i)
+        vocab[word + "." if i % 16 == 0 else word.capitalize() if i % 16 == 1 else word] = i
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="<pad>")
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def _word(i: int) -> str:
+    """A distinct lowercase letter string for every i (base 26, at least two letters)."""
+    s = ""
+    while True:
+        i, r = divmod(i, 26)
+        s += chr(97 + r)
+        if i == 0:
+            return s if len(s) > 1 else s + "a"
+
+
+def _words(rng, vocab_size, n, topic=None) -> str:
+    """n plain words (no sentence ends); from one of 100 topics' slices of the vocabulary when given."""
+    lo, hi = len(SPECIALS), vocab_size
+    if topic is not None:
+        span = (hi - lo) // 100
+        lo, hi = lo + topic * span, lo + (topic + 1) * span
+    picks = (rng.randrange(lo, hi) for _ in range(n))
+    return " ".join(_word(i) for i in picks if i % 16 > 1) or _word(lo + 2)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ---- chat -------------------------------------------------------------------------------------------------
+def chat(engine, *, adapters=100, rank=8, targets=("q_proj", "v_proj"), turns=8, context=8000, new=128,
+         log=print) -> dict:
+    from torch._dynamo.utils import counters
+
+    from .bench import write_adapters
+    from .router import Router
+
+    vocab = engine.model.args.vocab_size
+    rng = random.Random(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = write_adapters(Path(tmp), engine.module_shapes(), adapters, rank, targets,
+                               engine.model.lm_head.weight.dtype)
+        for p in paths:
+            engine.add_adapter(p)
+    examples = {name: [_words(rng, vocab, 30, topic=i) for _ in range(20)] for i, name in enumerate(engine.adapters)}
+    t = time.perf_counter()
+    engine.router = Router.train(examples, epochs=20)
+    log(f"router over {adapters} adapters trained in {time.perf_counter() - t:.1f} s")
+    t = time.perf_counter()
+    engine.warmup()
+    res = {"warmup_s": time.perf_counter() - t, "turns": [], "adapters": adapters, "new": new,
+           "sampling": {"temperature": 0.7, "sample_top_p": 0.9}}
+    log(f"warm-up {res['warmup_s']:.1f} s")
+    graphs = counters["stats"]["unique_graphs"]
+    per_turn = context // turns - new - 8
+    messages = []
+    for i in range(turns):
+        topics = rng.sample(range(adapters), 3)
+        messages.append({"role": "user", "content": " ".join(_words(rng, vocab, per_turn // 3, topic=k)
+                                                             for k in topics)})
+        t0 = time.perf_counter()
+        events = list(engine.generate(messages, temperature=0.7, sample_top_p=0.9, max_new_tokens=new,
+                                      ignore_eos=True, max_adapters=3))
+        wall = (time.perf_counter() - t0) * 1000
+        s = events[-1].stats
+        assert isinstance(events[-1], DoneEvent)
+        decode = s["ms_per_token"] * max(s["tokens"] - 1, 0)
+        row = {"turn": i + 1, "prompt_tokens": s["prompt_tokens"], "cached_tokens": s["cached_tokens"],
+               "ttft_ms": s["ttft_ms"], "ms_per_token": s["ms_per_token"], "sentences": s["sentences"],
+               "switch_ms": s["switch_ms"], "routing_ms": s["routing_ms"], "stall_ms": wall - s["ttft_ms"] - decode,
+               "stop_reason": s["stop_reason"], "notes": s["notes"]}
+        res["turns"].append(row)
+        log(f"turn {i + 1}: prompt {row['prompt_tokens']} ({row['cached_tokens']} cached), TTFT {row['ttft_ms']:.1f} "
+            f"ms, decode {row['ms_per_token']:.2f} ms/token, {row['sentences']} sentences, stall {row['stall_ms']:.1f} ms")
+        messages.append({"role": "assistant", "content": "".join(e.text for e in events if isinstance(e, TokenEvent))})
+    res["recompiles"] = counters["stats"]["unique_graphs"] - graphs
+    return res
+
+
+def chat_table(res: dict) -> str:
+    out = [f"chat workload: {len(res['turns'])} turns, {res['adapters']} adapters, sampling T=0.7 top-p 0.9, "
+           f"{res['new']} new tokens a turn; warm-up {res['warmup_s']:.1f} s; compiles during the chat: "
+           f"{res['recompiles']}",
+           f"{'turn':>4}{'prompt':>8}{'cached':>8}{'TTFT ms':>10}{'ms/token':>10}{'sentences':>11}{'stall ms':>10}"]
+    out += [f"{r['turn']:>4}{r['prompt_tokens']:>8}{r['cached_tokens']:>8}{r['ttft_ms']:>10.1f}"
+            f"{r['ms_per_token']:>10.2f}{r['sentences']:>11}{r['stall_ms']:>10.1f}" for r in res["turns"]]
+    return "\n".join(out)
+
+
+# ---- long prompts -----------------------------------------------------------------------------------------
+def long(engine, hf_model, lengths=(1024, 4096, 8000), runs=3, log=print) -> dict:
+    """TTFT and peak extra memory of one prompt of each length: the engine's prefill (its KV cache for the
+    prompt allocated inside the measurement) and HF's SDPA forward with logits_to_keep=1."""
+    dev = engine.device
+    hf = hf_model()
+    params = torch.tensor([0.0, 0, 1, 1], device=dev)
+    res = {"lengths": []}
+
+    def engine_run(ids):
+        engine.model.drop_caches()
+        engine._cached = []
+        engine.model.setup_caches(1, ids.shape[1] + 1)
+        prefill(engine.model, ids, 0, None, None, params, True).tolist()
+
+    def hf_run(ids):
+        hf(ids, logits_to_keep=1).logits[:, -1].argmax(-1).tolist()
+
+    for n in lengths:
+        ids = torch.randint(0, engine.model.args.vocab_size, (1, n), device=dev,
+                            generator=torch.Generator(dev).manual_seed(n))
+        row = {"tokens": n}
+        with torch.inference_mode():
+            for name, fn in (("engine", engine_run), ("hf", hf_run)):
+                fn(ids)  # warm: kernels chosen, workspaces allocated
+                times = []
+                for _ in range(runs):
+                    engine.model.drop_caches()
+                    if dev.type == "cuda":
+                        torch.cuda.empty_cache()
+                        torch.cuda.reset_peak_memory_stats(dev)
+                    base = torch.cuda.memory_allocated(dev) if dev.type == "cuda" else 0
+                    _sync(dev)
+                    t = time.perf_counter()
+                    fn(ids)
+                    _sync(dev)
+                    times.append((time.perf_counter() - t) * 1000)
+                row[f"{name}_ttft_ms"] = statistics.median(times)
+                if dev.type == "cuda":
+                    row[f"{name}_peak_extra_gib"] = (torch.cuda.max_memory_allocated(dev) - base) / 2**30
+        row["ttft_ratio"] = row["engine_ttft_ms"] / row["hf_ttft_ms"]
+        if dev.type == "cuda":
+            row["memory_ratio"] = row["engine_peak_extra_gib"] / row["hf_peak_extra_gib"]
+        res["lengths"].append(row)
+        log(json.dumps(row))
+    engine.model.drop_caches()
+    return res
+
+
+def long_table(res: dict) -> str:
+    out = [f"{'tokens':>7}{'engine TTFT ms':>16}{'HF SDPA ms':>12}{'ratio':>7}{'engine GiB':>12}{'HF GiB':>8}{'ratio':>7}"]
+    for r in res["lengths"]:
+        mem = (f"{r['engine_peak_extra_gib']:>12.2f}{r['hf_peak_extra_gib']:>8.2f}{r['memory_ratio']:>7.2f}"
+               if "memory_ratio" in r else "")
+        out.append(f"{r['tokens']:>7}{r['engine_ttft_ms']:>16.1f}{r['hf_ttft_ms']:>12.1f}{r['ttft_ratio']:>7.2f}{mem}")
+    return "\n".join(out)
+
+
+# ---- cold start -------------------------------------------------------------------------------------------
+def cold(cfg, shape: str, device: str, dtype, log=print) -> dict:
+    """Write a random model of the shape (and the synthetic tokenizer) to a folder, time from_pretrained, then
+    start the engine twice in fresh processes that share one compile cache."""
+    from transformers import AutoModelForCausalLM
+
+    res = {"shape": shape}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, cache = Path(tmp) / "model", Path(tmp) / "compile-cache"
+        t = time.perf_counter()
+        with torch.device(device):
+            model = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
+        model.save_pretrained(folder)
+        synthetic_tokenizer(cfg.vocab_size).save_pretrained(folder)
+        del model
+        res["write_s"] = time.perf_counter() - t
+        log(f"model folder written in {res['write_s']:.1f} s")
+        for i in range(2):  # the first read fills the page cache; the second is timed
+            _sync(torch.device(device))
+            t = time.perf_counter()
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, device_map=device)
+            _sync(torch.device(device))
+            res["from_pretrained_s"] = time.perf_counter() - t
+            del model
+        log(f"from_pretrained {res['from_pretrained_s']:.1f} s")
+        for start in ("first", "second"):
+            env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache)}
+            out = subprocess.run([sys.executable, "-m", "engine.workloads", str(folder), device,
+                                  str(dtype).removeprefix("torch.")],
+                                 env=env, capture_output=True, text=True, check=False)
+            if out.returncode != 0:
+                raise RuntimeError(f"the {start} start failed:\n{out.stderr[-3000:]}")
+            res[start] = json.loads(out.stdout.strip().splitlines()[-1])
+            log(f"{start} start: {json.dumps(res[start])}")
+    res["load_vs_from_pretrained"] = res["second"]["load_s"] / res["from_pretrained_s"]
+    return res
+
+
+def cold_table(res: dict) -> str:
+    rows = [f"cold start, {res['shape']}: from_pretrained {res['from_pretrained_s']:.1f} s; "
+            f"Engine.load {res['second']['load_s']:.1f} s ({res['load_vs_from_pretrained']:.2f}x)"]
+    for start in ("first", "second"):
+        r = res[start]
+        rows.append(f"{start} start: load {r['load_s']:.1f} s, then first token {r['first_token_s']:.1f} s "
+                    f"(reply on the {r['first_reply_step']} step), full speed {r['full_speed_s']:.1f} s "
+                    f"({r['full_speed_ms_per_token']:.2f} ms/token)")
+    return "\n".join(rows)
+
+
+def _one_start(folder: str, device: str, dtype: str):
+    """One process's start: load, a first reply as soon as one can start, then the wait for full speed."""
+    from .engine import Engine
+
+    msg = [{"role": "user", "content": "hello there"}]
+    t = time.perf_counter()
+    engine = Engine.load(folder, device=device, dtype=dtype)
+    _sync(engine.device)
+    loaded = time.perf_counter()
+    engine.warmup(wait=False)
+    first = None
+    for ev in engine.generate(msg, max_new_tokens=16, ignore_eos=True):
+        if isinstance(ev, TokenEvent) and first is None:
+            first = time.perf_counter()
+    step = "compiled" if engine.decoder.fns is engine.decoder._ready else "eager"
+    engine.warmup(wait=True)
+    full = time.perf_counter()
+    stats = [ev for ev in engine.generate(msg, max_new_tokens=64, ignore_eos=True)][-1].stats
+    print(json.dumps({"load_s": loaded - t, "first_token_s": first - loaded, "first_reply_step": step,
+                      "full_speed_s": full - loaded, "full_speed_ms_per_token": stats["ms_per_token"]}))
+
+
+def run(workload: str, shape="tiny", model_dir=None, device="auto", dtype="auto", adapters=100, log=print) -> dict:
+    from .bench import SHAPES, build
+    from .model import DTYPES, resolve_device
+
+    if workload == "cold":
+        from transformers import AutoConfig
+
+        spec = dict(SHAPES[shape])
+        dev = resolve_device(device)
+        dt = DTYPES[dtype if dtype != "auto" else ("bfloat16" if dev.type == "cuda" else "float32")]
+        res = cold(AutoConfig.for_model(spec.pop("model_type"), **spec), shape, str(dev), dt, log)
+    else:
+        engine, hf_model = build(shape, model_dir, device, dtype)
+        if workload == "chat":
+            context = min(8000, engine.context_len - 192)
+            res = chat(engine, adapters=adapters, context=context, log=log)
+        else:
+            lengths = [n for n in (1024, 4096, 8000, 32000) if n < engine.context_len]
+            res = long(engine, hf_model, lengths, log=log)
+    res.update(workload=workload, shape=model_dir or shape,
+               device=torch.cuda.get_device_name() if torch.cuda.is_available() and device != "cpu" else "cpu")
+    return res
+
+
+def table(res: dict) -> str:
+    return {"chat": chat_table, "long": long_table, "cold": cold_table}[res["workload"]](res)
+
+
+if __name__ == "__main__":
+    _one_start(*sys.argv[1:4])

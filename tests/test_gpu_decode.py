@@ -1,0 +1,119 @@
+"""GPU only (marked `gpu`): the decode path under real chats. Sampling inside captured CUDA graphs at real
+vocabulary sizes follows the distribution and a seed reproduces it; a conversation that crosses several cache
+sizes and batches of other sizes compile nothing after warm-up and equal eager; prefill in bf16 equals Hugging
+Face's within its own bf16 error; an out-of-memory error mid-reply ends the reply and leaves the engine usable."""
+import pytest
+import torch
+
+from engine import DoneEvent, Engine, TokenEvent
+from engine.decode import Decoder
+from engine.sampling import Sampling, sample
+from engine.workloads import synthetic_tokenizer
+
+from conftest import make_adapter_dir, make_model_dir
+from test_decode import conversation_and_batches, expected, fixed_logits
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+
+
+def vocab_model(path, arch, vocab):
+    """Two small layers, a real vocabulary, and a tokenizer of exactly that size."""
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    cfg_cls, model_cls = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}[arch]
+    cfg = cfg_cls(vocab_size=vocab, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, bos_token_id=1,
+                  eos_token_id=2, pad_token_id=3, tie_word_embeddings=arch == "qwen2")
+    torch.manual_seed(0)
+    model_cls(cfg).save_pretrained(path)
+    synthetic_tokenizer(vocab).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("vocab", [128_256, 151_936])
+def test_sampling_inside_a_captured_graph_follows_the_distribution(vocab):
+    logits, hot = fixed_logits(vocab)
+    rows, replays = 256, 80
+    x = logits.cuda().expand(rows, vocab).contiguous()
+    for temperature, top_k, top_p in ((1.0, 0, 1.0), (0.7, 8, 0.9), (1.0, 0, 0.8)):
+        params = Sampling(temperature, top_k, top_p).tensors("cuda")
+        out = torch.zeros(rows, dtype=torch.long, device="cuda")
+        graph = torch.cuda.CUDAGraph()
+        sample(x, None, params, greedy=False)  # warm outside the capture
+        with torch.cuda.graph(graph):
+            out.copy_(sample(x, None, params, greedy=False))
+        torch.manual_seed(5)
+        counts = torch.zeros(vocab, dtype=torch.float64, device="cuda")
+        for _ in range(replays):
+            graph.replay()
+            counts += torch.bincount(out, minlength=vocab)
+        freq = (counts / (rows * replays)).cpu()
+        ref = expected(logits, temperature, top_k, top_p)
+        assert freq[ref == 0].sum() == 0
+        se = (ref * (1 - ref) / (rows * replays)).sqrt()
+        assert ((freq - ref).abs() <= 4.5 * se + 1e-4).all(), (temperature, top_k, top_p)
+
+
+@pytest.mark.parametrize("arch,vocab", [("llama", 128_256), ("qwen2", 151_936)])
+def test_sampled_replies_at_real_vocabularies_are_seeded(tmp_path, arch, vocab):
+    eng = Engine.load(vocab_model(tmp_path / arch, arch, vocab), device="cuda", dtype="bfloat16")
+    eng.warmup()
+    msgs = [{"role": "user", "content": "hello there"}]
+    for kw in (dict(temperature=0.7), dict(temperature=1.0, top_k=40), dict(temperature=0.8, sample_top_p=0.9),
+               dict(temperature=0.9, top_k=50, sample_top_p=0.95, repetition_penalty=1.2)):
+        a, b, c = ("".join(e.text for e in eng.generate(msgs, max_new_tokens=48, ignore_eos=True, seed=s, **kw)
+                           if isinstance(e, TokenEvent)) for s in (1, 1, 2))
+        assert a == b and a != c, kw
+
+
+def test_growing_conversation_compiles_nothing_after_warm_up_and_equals_eager(tmp_path):
+    from torch._dynamo.utils import counters
+
+    d = make_model_dir(tmp_path / "m", "llama", max_position_embeddings=2048)
+    pair = []
+    for compiled in (True, False):
+        eng = Engine.load(d, device="cuda", dtype="float32")
+        if not compiled:
+            eng.decoder = Decoder(eng.device, compiled=False, graphs=False)
+        for i, name in enumerate("ab"):
+            eng.add_adapter(make_adapter_dir(tmp_path / f"{name}{compiled}", d, seed=i), name=name)
+        pair.append(eng)
+    compiled, eager = pair
+    compiled.warmup()
+    graphs = counters["stats"]["unique_graphs"]
+    assert conversation_and_batches(compiled) == conversation_and_batches(eager)
+    assert counters["stats"]["unique_graphs"] == graphs
+
+
+@pytest.mark.parametrize("arch", ["llama_dir", "qwen2_dir"])
+def test_bf16_prefill_within_hf_own_bf16_error(arch, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    d = make_model_dir(tmp_path / arch, arch.removesuffix("_dir"), max_position_embeddings=4096)
+    ids = torch.randint(4, 400, (1, 3000), generator=torch.Generator().manual_seed(0)).cuda()
+    with torch.no_grad():
+        ref = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).cuda().eval()(ids).logits[0, -1]
+        hf = AutoModelForCausalLM.from_pretrained(d, dtype=torch.bfloat16).cuda().eval()(ids).logits[0, -1].float()
+    eng = Engine.load(d, device="cuda", dtype="bfloat16")
+    ours = eng.logits(ids)[0, -1]
+    hf_err = ((hf - ref).norm() / ref.norm()).item()
+    assert ((ours - ref).norm() / ref.norm()).item() <= max(1.5 * hf_err, 1e-2)
+
+
+def test_out_of_memory_mid_reply_ends_the_reply_and_keeps_the_engine(tmp_path):
+    d = vocab_model(tmp_path / "m", "llama", 128_256)
+    eng = Engine.load(d, device="cuda", dtype="bfloat16")
+    msgs = [{"role": "user", "content": "hello there"}]
+    ok = list(eng.generate(msgs, max_new_tokens=8))[-1]
+    assert ok.stats["stop_reason"] in ("length", "eos")
+    total = torch.cuda.get_device_properties(0).total_memory
+    used = torch.cuda.memory_allocated()
+    torch.cuda.set_per_process_memory_fraction((used + 64 * 2**20) / total)   # 64 MiB of room
+    try:
+        rows = [msgs] * 64
+        out = eng.generate_batch(rows, max_new_tokens=2000, ignore_eos=True)  # a 64-row KV cache of 2K tokens
+        assert all(r["stop_reason"] == "error" and "out of memory" in r["stats"]["error"] for r in out)
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+    again = list(eng.generate(msgs, max_new_tokens=8))
+    assert isinstance(again[-1], DoneEvent) and again[-1].stats["stop_reason"] in ("length", "eos")
