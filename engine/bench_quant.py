@@ -138,8 +138,11 @@ def run(base: Engine, kinds, prompt, adapter_paths, new: int, runs: int, switch_
     return res
 
 
+def size(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
 def table(res: dict, adapters: int, targets) -> list[str]:
-    gib = 2 ** 30
     out = [f"{'quantized (same weights, same rounds)':<50}{'ms/token':>10}{'x float':>10}{'fused ms':>10}"
            f"{'x base':>8}{'switch ms':>11}"]
     for kind, row in res.items():
@@ -151,11 +154,11 @@ def table(res: dict, adapters: int, targets) -> list[str]:
                    f"{row['batch_vs_float']:.2f}x the float engine's ({row['float_batch_tok_s']:.0f} tok/s)")
     for kind, row in res.items():
         line = (f"{kind}: logits vs float over {row['quality_positions']} positions: rel {row['logit_rel_err']:.4f}, "
-                f"top-1 {row['top1_agreement']:.3f}; memory: weights {row['weights_bytes'] / gib:.2f} GiB, bank "
-                f"({adapters} adapters, {','.join(targets)}) {row['bank_bytes'] / gib:.2f} GiB, KV at "
-                f"{LONG_CONTEXT} tokens {row['kv_bytes_8k'] / gib:.2f} GiB")
+                f"top-1 {row['top1_agreement']:.3f}; memory: weights {size(row['weights_bytes'])}, bank "
+                f"({adapters} adapters, {','.join(targets)}) {size(row['bank_bytes'])}, KV at {LONG_CONTEXT} tokens "
+                f"{size(row['kv_bytes_8k'])}")
         if "cuda_peak_bytes_8k" in row:
-            line += (f"; on the GPU with a chat at that cache: {row['cuda_held_bytes_8k'] / gib:.2f} GiB held, "
-                     f"peak {row['cuda_peak_bytes_8k'] / gib:.2f} GiB")
+            line += (f"; on the GPU with a chat at that cache: {size(row['cuda_held_bytes_8k'])} held, "
+                     f"peak {size(row['cuda_peak_bytes_8k'])}")
         out.append(line)
     return out

@@ -3,8 +3,8 @@
 transformers' GGUF support reads the config and builds the tokenizer (chat template included) from the file's
 metadata; the weights are streamed one tensor at a time (the `gguf` package dequantizes each, transformers
 maps its name and undoes llama.cpp's q/k row order) into engine.model.assemble, which quantizes every
-linear again to the engine's int8 or int4 as soon as it is complete. So no more than one layer is ever
-held in float, on the CPU or the GPU.
+linear again to the engine's int8 or int4 as soon as it is complete. So the float weights are never held
+whole: a few tensors at a time on the CPU, one fused weight at a time on the GPU.
 """
 import os
 from collections import deque
@@ -41,11 +41,11 @@ def load_gguf(file: Path, device: torch.device, dtype: str, quantize: str | None
     reader = _reader(file)
     from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-    linear = [t for t in reader.tensors if len(t.shape) == 2 and t.name != "token_embd.weight"]
     if quantize == "auto":
         counts = {}
-        for t in linear:
-            counts[t.tensor_type] = counts.get(t.tensor_type, 0) + int(t.n_elements)
+        for t in reader.tensors:
+            if len(t.shape) == 2 and t.name != "token_embd.weight":  # the linear weights
+                counts[t.tensor_type] = counts.get(t.tensor_type, 0) + int(t.n_elements)
         main = max(counts, key=counts.get, default=GGMLQuantizationType.F32)  # the type most linear weights use
         block, size = GGML_QUANT_SIZES[main]
         bits = 8 * size / block

@@ -161,7 +161,7 @@ def hf_targets(model: Transformer) -> dict[str, torch.Tensor]:
     targets = {}
     for name, p in model.named_parameters():
         module_name, _, attr = name.rpartition(".")
-        prefix, _, fused = module_name.rpartition(".")
+        prefix, _, fused = module_name.removesuffix(".base_layer").rpartition(".")  # also under the bank's LoRALinear
         if fused not in FUSED:
             targets[name] = p
             continue

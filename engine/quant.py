@@ -4,7 +4,8 @@ int8: per output channel, symmetric.  W ≈ q * s;  q int8 [out, in], s [out].
 int4: per group of 128 inputs (64 or 32 where `in` is not a multiple of 128), asymmetric, as torch's int4
       kernels expect:  W ≈ (q - 8) * s + z;  q in 0..15, (s, z) per (group, output).
 
-Kernels, all torch's own (torch 2.11 and 2.13 have the same ops and signatures):
+Kernels, all torch's own (the same ops and schemas on torch 2.11 and 2.13; tests/test_gpu_quant.py runs the CUDA
+ones):
 - int4, CUDA: `aten._weight_int4pack_mm` (the tinygemm kernel gpt-fast and torchao use; bf16 activations) on
   weights packed once by `aten._convert_weight_to_int4pack`. CPU: `aten._weight_int4pack_mm_for_cpu` on
   `aten._convert_weight_to_int4pack_for_cpu`.
@@ -24,7 +25,7 @@ from torch import nn
 
 KINDS = ("int8", "int4")
 GROUPS = (128, 64, 32)      # int4 group sizes, the largest that divides `in` is used
-BITS = {"int8": 8, "int4": 4.5}  # stored bits per weight, scales included (for placing layers on GPUs)
+BITS = {"int8": 8, "int4": 4.25}  # stored bits per weight, scales included (for placing layers on GPUs)
 
 
 class QuantizedLinear(nn.Module):
@@ -56,7 +57,8 @@ class QuantizedLinear(nn.Module):
 
 class Int8Linear(QuantizedLinear):
     def quantize(self, w):  # w: [out, in] float32
-        scale = (w.abs().amax(1) / 127).clamp(min=1e-10).to(self.compute_dtype)   # [out], as stored
+        scale = (w.abs().amax(1) / 127).to(self.compute_dtype)                      # [out], as stored
+        scale = scale.masked_fill(scale == 0, 1)  # a row of zeros (or too small for the dtype): its weights round to 0
         q = (w / scale.float()[:, None]).round().clamp(-127, 127)
         self.register_buffer("qweight", q.to(torch.int8))                          # [out, in]
         self.register_buffer("scale", scale)

@@ -6,8 +6,8 @@ import torch
 
 from engine import Engine
 from engine.bench import engine_decode, run
-from engine.decode import Decoder
 
+from test_gpu import engines
 from test_lora import MIXES, reference_logits, rel_err
 from test_quant import dequantized_hf
 
@@ -15,25 +15,9 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 KINDS = ["int8", "int4"]
 
 
-def engines(model_dir, kind, adapters=()):
-    """Two engines of the same float32 model quantized to `kind`: Inductor's step in CUDA graphs, and eager."""
-    pair = []
-    for compiled in (True, False):
-        eng = Engine.load(model_dir, device="cuda", dtype="float32", quantize=kind)
-        if not compiled:
-            eng.decoder = Decoder(eng.device, compiled=False, graphs=False)
-        for name, path in adapters:
-            eng.add_adapter(path, name=name)
-        if compiled:
-            eng.warmup()
-            assert eng.decoder.compile_error is None
-        pair.append(eng)
-    return pair
-
-
 @pytest.mark.parametrize("kind", KINDS)
 def test_quantized_decode_through_the_graph_equals_eager(llama_dir, kind):
-    compiled, eager = engines(llama_dir, kind)
+    compiled, eager = engines(llama_dir, quantize=kind)
     prompt = torch.randint(0, 300, (1, 16), device="cuda", generator=torch.Generator("cuda").manual_seed(0))
     assert engine_decode(compiled, prompt, 64)[3] == engine_decode(eager, prompt, 64)[3]
     rows = prompt.repeat(3, 1)  # several rows: the int8 layers take their matmul form
@@ -43,7 +27,7 @@ def test_quantized_decode_through_the_graph_equals_eager(llama_dir, kind):
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("rows", [1, 3])
 def test_switches_on_a_quantized_model_inside_the_graph_equal_eager(llama_dir, llama_adapters, kind, rows):
-    compiled, eager = engines(llama_dir, kind, llama_adapters.items())
+    compiled, eager = engines(llama_dir, llama_adapters.items(), quantize=kind)
     names = list(llama_adapters)
     prompt = torch.randint(0, 300, (rows, 16), device="cuda", generator=torch.Generator("cuda").manual_seed(1))
     if rows == 1:

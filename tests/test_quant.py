@@ -10,7 +10,7 @@ from engine import Engine, ModelError, SwitchboardError
 from engine.quant import Int4Linear, Int8Linear, QuantizedLinear, quantized_linear
 from engine.transformer import FUSED
 
-from test_lora import MIXES, reference_logits, rel_err
+from test_lora import MIXES, engine_with, hf_base, peft_model, reference_logits, rel_err  # noqa: F401 - fixtures
 
 
 def dequantized(module: QuantizedLinear) -> torch.Tensor:
@@ -61,36 +61,9 @@ def dequantized_hf(hf_base, engine):
     return model.eval()
 
 
-@pytest.fixture(scope="module")
-def peft_model(llama_dir, llama_adapters):
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    names = list(llama_adapters)
-    base = AutoModelForCausalLM.from_pretrained(llama_dir, dtype=torch.float32).eval()
-    pm = PeftModel.from_pretrained(base, llama_adapters[names[0]], adapter_name=names[0])
-    for n in names[1:]:
-        pm.load_adapter(llama_adapters[n], adapter_name=n)
-    return pm.eval()
-
-
-@pytest.fixture(scope="module")
-def hf_base(llama_dir):
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(llama_dir, dtype=torch.float32).eval()
-
-
-def quantized_engine(llama_dir, llama_adapters, kind):
-    eng = Engine.load(llama_dir, device="cpu", quantize=kind)
-    for name, path in llama_adapters.items():
-        eng.add_adapter(path, name=name)
-    return eng
-
-
 @pytest.mark.parametrize("kind", ["int8", "int4"])
 def test_fused_logits_equal_quantized_base_plus_peft_deltas(kind, llama_dir, llama_adapters, hf_base, peft_model):
-    eng = quantized_engine(llama_dir, llama_adapters, kind)
+    eng = engine_with(llama_dir, llama_adapters, quantize=kind)
     assert eng.quantize == kind and eng.dtype == torch.float32
     assert all(isinstance(eng.bank.lora_linear(0, f).base_layer, QuantizedLinear) for f in FUSED)
     reference = dequantized_hf(hf_base, eng)
@@ -110,7 +83,7 @@ def test_fused_logits_equal_quantized_base_plus_peft_deltas(kind, llama_dir, lla
 
 
 def test_switching_rewrites_the_same_slot_buffers(llama_dir, llama_adapters):
-    eng = quantized_engine(llama_dir, llama_adapters, "int8")
+    eng = engine_with(llama_dir, llama_adapters, quantize="int8")
     ids = torch.randint(0, 300, (1, 9), generator=torch.Generator().manual_seed(1))
     eng.logits(ids, {"alpha": 0.5, "beta": 0.3, "delta": 0.2})  # the largest mix sizes the slots
     key, ptrs = eng.bank.graph_key(), [t.data_ptr() for s in eng.bank.slots.values() for g in s for t in (g.A_sel, g.B_sel)]
@@ -134,7 +107,7 @@ def test_slots_hold_only_the_targeted_kinds(llama_dir, llama_adapters):
 
 
 def test_generate_on_quantized_models(llama_dir, llama_adapters):
-    eng = quantized_engine(llama_dir, llama_adapters, "int8")
+    eng = engine_with(llama_dir, llama_adapters, quantize="int8")
     convs = [[{"role": "user", "content": "hello there"}], [{"role": "user", "content": "Sort the list 5, 3."}]]
     mixes = [{"alpha": 1.0}, {"beta": 0.5, "gamma": 0.5}]
     batch = eng.generate_batch(convs, mixes=mixes, max_new_tokens=24, ignore_eos=True)
@@ -161,7 +134,7 @@ def test_bad_quantization_requests_are_refused(llama_dir, llama_adapters):
         Engine.load(llama_dir, device="cpu", quantize="int3")
     with pytest.raises(SwitchboardError, match="strategy 'merged'.*int8"):
         Engine.load(llama_dir, device="cpu", quantize="int8", strategy="merged")
-    eng = quantized_engine(llama_dir, {"alpha": llama_adapters["alpha"]}, "int4")
+    eng = engine_with(llama_dir, {"alpha": llama_adapters["alpha"]}, quantize="int4")
     with pytest.raises(SwitchboardError, match="cannot merge"):
         eng.bank.merge({"alpha": 1.0})
 
