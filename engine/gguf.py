@@ -23,7 +23,9 @@ FLOAT_TYPES = ("F32", "F16", "BF16")
 
 
 def find_gguf(path: Path) -> Path | None:
-    """The .gguf file `path` names or holds, or None for a Hugging Face folder (or a missing path)."""
+    """The .gguf file `path` names or holds, or None for a Hugging Face folder (or a missing folder)."""
+    if path.suffix.lower() == ".gguf" and not path.exists():
+        raise ModelError(f"GGUF file not found: {path}")
     if path.is_file():
         return path if path.suffix.lower() == ".gguf" else None
     if not path.is_dir() or (path / "config.json").exists():

@@ -59,7 +59,7 @@ class Int8Linear(QuantizedLinear):
     def quantize(self, w):  # w: [out, in] float32
         scale = (w.abs().amax(1) / 127).to(self.compute_dtype)                      # [out], as stored
         scale = scale.masked_fill(scale == 0, 1)  # a row of zeros (or too small for the dtype): its weights round to 0
-        q = (w / scale.float()[:, None]).round().clamp(-127, 127)
+        q = (w / scale.float()[:, None]).round_().clamp_(-127, 127)
         self.register_buffer("qweight", q.to(torch.int8))                          # [out, in]
         self.register_buffer("scale", scale)
 
@@ -85,7 +85,7 @@ class Int4Linear(QuantizedLinear):
         dtype = torch.bfloat16 if self.device.type == "cuda" else self.compute_dtype
         scale = ((hi - lo).clamp(min=1e-6) / 15).to(dtype)
         zero = (lo + 8 * scale.float()).to(dtype)
-        q = ((groups - (zero.float() - 8 * scale.float())[..., None]) / scale.float()[..., None]).round().clamp(0, 15)
+        q = ((groups - (zero.float() - 8 * scale.float())[..., None]) / scale.float()[..., None]).round_().clamp_(0, 15)
         q = q.reshape(out, d_in).to(torch.int32)
         if self.device.type == "cuda":
             packed = torch.ops.aten._convert_weight_to_int4pack((q[:, ::2] << 4 | q[:, 1::2]).to(torch.uint8),

@@ -180,7 +180,9 @@ def test_a_folder_holding_one_gguf_loads_two_are_refused(models, tmp_path):
         Engine.load(folder, device="cpu")
 
 
-def test_truncated_and_foreign_files_are_refused(models, tmp_path):
+def test_truncated_missing_and_foreign_files_are_refused(models, tmp_path):
+    with pytest.raises(ModelError, match="GGUF file not found: .*missing.gguf"):
+        Engine.load(tmp_path / "missing.gguf", device="cpu")
     data = models["llama"][1]["Q4_0"].read_bytes()
     for name, content in (("cut.gguf", data[: len(data) * 2 // 3]), ("header.gguf", data[:100]),
                           ("text.gguf", b"not a model\n" * 10)):

@@ -63,7 +63,7 @@ def test_fused_logits_equal_the_dequantized_reference_on_cuda(llama_dir, llama_a
 def test_loading_never_holds_the_float_model_on_the_gpu(tmp_path):
     from conftest import make_model_dir
 
-    model_dir = make_model_dir(tmp_path / "m", "llama", hidden_size=512, intermediate_size=1024, num_hidden_layers=8)
+    model_dir = make_model_dir(tmp_path / "m", "llama", hidden_size=512, intermediate_size=1024, num_hidden_layers=16)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     start = torch.cuda.memory_allocated()
