@@ -16,6 +16,7 @@ from engine.bench import SHAPES, write_adapters
 from engine.errors import SwitchboardError
 from engine.transformer import ModelArgs
 from .library import Library
+from .plural import noun
 
 
 def run(shape: str, adapters: int, rank: int, targets, dtype: str, where=None, log=print) -> dict:
@@ -26,7 +27,8 @@ def run(shape: str, adapters: int, rank: int, targets, dtype: str, where=None, l
     dt = getattr(torch, "bfloat16" if dtype == "auto" else dtype)
     with tempfile.TemporaryDirectory(dir=where) as tmp:
         tmp = Path(tmp)
-        log(f"writing {adapters} random rank-{rank} {','.join(targets)} adapters of the {shape} shape")
+        log(f"writing {adapters} random rank-{rank} {','.join(targets)} {noun(adapters, 'adapter')} "
+            f"of the {shape} shape")
         paths = write_adapters(tmp / "src", shapes, adapters, rank, targets, dt)
         files = [f for p in paths for f in p.iterdir()]
         nbytes = sum(f.stat().st_size for f in files)
@@ -59,7 +61,8 @@ def run(shape: str, adapters: int, rank: int, targets, dtype: str, where=None, l
 
 def table(res: dict) -> str:
     return "\n".join([
-        f"library import: {res['adapters']} x rank {res['rank']} {','.join(res['targets'])} adapters, "
+        f"library import: {res['adapters']} x rank {res['rank']} {','.join(res['targets'])} "
+        f"{noun(res['adapters'], 'adapter')}, "
         f"{res['shape']} shape, {res['dtype']}, {res['bytes'] / 1e6:.0f} MB",
         f"  import (copy + fsync + validate + meta + index)  {res['import_s']:7.2f} s",
         f"  disk baseline (copy + fsync the same files)      {res['disk_s']:7.2f} s",

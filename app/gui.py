@@ -3,13 +3,13 @@
 Extra flags (for packaging/screenshot.sh and quick tries): --model DIR opens that model and --library DIR that
 adapter library for this run only;
 --prompt TEXT sends it once the model is ready; --screenshot PNG saves the window after that reply and quits."""
-import argparse
 import sys
 
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
+from app.commands.options import app_parser
 from app.icon import APP_ID, ICON_DIR, SIZES
 from app.settings import APPLICATION, ORGANIZATION, Settings
 
@@ -17,14 +17,9 @@ from app.settings import APPLICATION, ORGANIZATION, Settings
 def main(argv: list[str] | None = None) -> int:
     """argv: the arguments after the program name (as app.cli passes them)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(prog="switchboard")
-    parser.add_argument("--model", help="model folder to open (not saved to settings)")
-    parser.add_argument("--library", help="adapter library folder to use (not saved to settings)")
-    parser.add_argument("--prompt", help="send this message once the model is ready")
-    parser.add_argument("--screenshot", help="save the window as this PNG after the reply, then quit")
-    args, qt_args = parser.parse_known_args(argv)
+    args = app_parser().parse_args(argv)  # an unknown flag is an error (it used to go to Qt, silently)
 
-    app = application(qt_args)
+    app = application()
     from app.controller import Controller  # after QApplication: pyqtgraph reads the app's settings on import
 
     controller = Controller(Settings(QSettings()))
@@ -36,9 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     return app.exec()
 
 
-def application(qt_args: list[str] = ()) -> QApplication:
+def application() -> QApplication:
     """The QApplication, named for QSettings (where settings live) and the desktop, with the app's icon."""
-    app = QApplication.instance() or QApplication(["switchboard", *qt_args])
+    app = QApplication.instance() or QApplication(["switchboard"])
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)
     app.setStyle("Fusion")

@@ -1,4 +1,4 @@
-"""LibraryService: the library manager's work on the adapter library (app/library.py) and the running engine.
+"""LibraryService: the library manager's work on the adapter library (app/library/) and the running engine.
 
 The methods that take `engine` run on the engine thread (app/worker.py's library jobs call them). They change the
 engine only when it mirrors the library (`matches`: its bank holds exactly the library's enabled adapters, in
@@ -60,7 +60,7 @@ class LibraryService:
 
     def matches(self, engine) -> bool:
         """The engine mirrors the library: its bank is the library's enabled adapters, in order."""
-        return engine is not None and engine.adapters == [a.name for a in self.library.list() if a.enabled]
+        return engine is not None and engine.adapters == [a.name for a in self.library.list() if a.loadable]
 
     # ---- engine thread ----
     def import_paths(self, engine, paths: list[str], report, cancel) -> Outcome:

@@ -1,12 +1,13 @@
 """Open an engine the way the app and the CLI both do: a model folder (else the bundled demo),
 its adapters and router. Pure Python; the GUI worker calls it on its thread."""
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine import Engine, ModelError
 
 from .library import Library
 from .paths import DEMO_DIR, demo_available
+from .plural import plural
 
 
 @dataclass
@@ -14,8 +15,9 @@ class Opened:
     engine: Engine
     demo: bool            # True when the bundled demo model was opened
     description: str      # e.g. "demo model (cpu, float32, 6 adapters)"
-    refused: list         # [(path, reason)] adapters that could not be loaded
+    refused: list         # [(path, reason)] adapters and the router that could not be loaded
     colors: dict          # {adapter: "#rrggbb"} colours the user chose in the library
+    notes: list = field(default_factory=list)  # what the library repaired or skipped, and a missing router
 
 
 def open_engine(model_dir=None, *, library_dir=None, device="auto", dtype="auto", allow_pickle=False,
@@ -29,16 +31,22 @@ def open_engine(model_dir=None, *, library_dir=None, device="auto", dtype="auto"
                              "choose a model folder (switchboard chat --model DIR, or Settings in the app)")
         model_dir = DEMO_DIR / "model"
     engine = Engine.load(model_dir, device=device, dtype=dtype, allow_pickle=allow_pickle, quantize=quantize)
-    refused, colors = [], {}
+    if demo:
+        engine.model_name = "demo model"  # not its folder's name, `model`: exports and the library show this
+    refused, colors, notes = [], {}, []
     if library_dir is not None:
         library = Library(library_dir)
+        notes = library.problems()  # before loading: a writer repairs what it can
         refused = library.load_into(engine, progress=progress)
         colors = {a.name: a.color for a in library.list() if a.color}
+        if engine.adapters and library.router_file() is None:
+            notes.append("no router has been trained for these adapters: every sentence uses the base model "
+                         "(retrain it in the app: Library > Adapter library…, Router tab)")
     elif demo:
         for path in sorted(p for p in (DEMO_DIR / "adapters").iterdir() if p.is_dir()):
             engine.add_adapter(path)
         engine.load_router(DEMO_DIR / "router.safetensors")
     what = "demo model" if demo else f"model {Path(model_dir).name}"
     precision = str(engine.dtype).removeprefix("torch.") + (f", {engine.quantize} weights" if engine.quantize else "")
-    return Opened(engine, demo, f"{what} ({engine.device}, {precision}, {len(engine.adapters)} adapters)", refused,
-                  colors)
+    return Opened(engine, demo, f"{what} ({engine.device}, {precision}, {plural(len(engine.adapters), 'adapter')})",
+                  refused, colors, notes)

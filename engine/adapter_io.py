@@ -9,6 +9,7 @@ import io
 import json
 import math
 import re
+import time
 import warnings
 import zipfile
 import zlib
@@ -26,7 +27,10 @@ PICKLES = ("adapter_model.bin", "adapter_model.pt")
 R_DEFAULT, ALPHA_DEFAULT = 8, 8      # PEFT 0.21's LoraConfig defaults, used when the JSON omits r / lora_alpha
 MAX_CONFIG_BYTES = 16 << 20
 MAX_ZIP_BYTES = 8 << 30              # total uncompressed size of all members
-MAX_ZIP_RATIO = 100                  # uncompressed / compressed, for members over 1 MiB (zip bombs)
+MAX_ZIP_RATIO = 100                  # uncompressed / compressed, of members over 1 MiB and of the whole archive
+MAX_ZIP_MEMBERS = 10_000
+MAX_PATTERN_KEYS = 1000              # rank_pattern / alpha_pattern keys, each at most this many characters
+PATTERN_SECONDS = 1.0                # matching all pattern keys against all modules of one adapter
 
 # Config fields that switch on something other than y += s * B @ A on a linear layer, or that train
 # weights besides A and B. Refused when truthy, as PEFT itself treats them.
@@ -45,7 +49,7 @@ BASE_REWRITING_INITS = ("pissa", "olora", "corda", "loftq", "lora_ga")
 
 # base_model.model.<module>.lora_A.weight; some tools keep the adapter name (.lora_A.default.weight), and
 # transformers' own adapter saving drops the base_model.model. prefix.
-_KEY = re.compile(r"(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight")
+KEY = re.compile(r"(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight")
 
 
 @dataclass
@@ -70,10 +74,27 @@ class LoraWeights:
         return sorted({m.rsplit(".", 1)[-1] for m in self.modules})
 
 
+def printable(text) -> str:
+    """A path or message safe to print and to write as UTF-8: bytes of a file name that are not UTF-8 text
+    (Python keeps them as lone surrogates) shown as U+FFFD."""
+    text = str(text)
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte (e.g. from a JSON "\\ud800")
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 def read_adapter(path, module_shapes: dict[str, tuple[int, int]], *, name=None, allow_pickle=False) -> LoraWeights:
     """Read the PEFT LoRA adapter at `path` (folder or .zip) and check it against the model's linear
-    layers, `module_shapes`: full HF module name -> (in_features, out_features). Raises AdapterError."""
-    path = Path(path)
+    layers, `module_shapes`: full HF module name -> (in_features, out_features). Raises AdapterError, whose
+    message is printable (see printable)."""
+    try:
+        return _read_adapter(Path(path), module_shapes, name, allow_pickle)
+    except AdapterError as e:
+        raise AdapterError(printable(str(e))) from None
+
+
+def _read_adapter(path: Path, module_shapes, name, allow_pickle) -> LoraWeights:
     if path.is_dir():
         config_label, config_bytes, weights_label, weights = _read_folder(path, allow_pickle)
         default_name = path.resolve().name
@@ -103,7 +124,7 @@ def _read_folder(folder: Path, allow_pickle: bool):
         present = {p.name for p in folder.iterdir() if p.is_file()}
     except OSError as e:
         raise AdapterError(f"{folder}: cannot read ({e})") from e
-    weights = folder / _weights_name(present, folder, allow_pickle)
+    weights = folder / weights_name(present, folder, allow_pickle)
     return str(config), config_bytes, str(weights), weights
 
 
@@ -112,7 +133,7 @@ def _read_zip(zpath: Path, allow_pickle: bool):
     try:
         with zipfile.ZipFile(zpath) as zf:
             infos = zf.infolist()
-            _check_members(zpath, infos)
+            check_members(zpath, infos)
             configs = [i.filename for i in infos if PurePosixPath(i.filename).name == CONFIG and not i.is_dir()]
             if not configs:
                 raise AdapterError(f"{zpath}: no {CONFIG} in the archive (not a PEFT adapter)")
@@ -125,7 +146,7 @@ def _read_zip(zpath: Path, allow_pickle: bool):
                                    "root of the archive or in one folder")
             prefix = "" if folder == PurePosixPath(".") else f"{folder}/"
             present = {i.filename[len(prefix):] for i in infos if i.filename.startswith(prefix) and not i.is_dir()}
-            weights = prefix + _weights_name(present, f"{zpath}/{prefix}".rstrip("/"), allow_pickle)
+            weights = prefix + weights_name(present, f"{zpath}/{prefix}".rstrip("/"), allow_pickle)
             if zf.getinfo(configs[0]).file_size > MAX_CONFIG_BYTES:
                 raise AdapterError(f"{zpath}/{configs[0]}: too large for an adapter config")
             return f"{zpath}/{configs[0]}", zf.read(configs[0]), f"{zpath}/{weights}", zf.read(weights)
@@ -135,14 +156,17 @@ def _read_zip(zpath: Path, allow_pickle: bool):
         raise AdapterError(f"{zpath}: cannot read the zip archive ({e})") from e
 
 
-def _check_members(zpath: Path, infos: list[zipfile.ZipInfo]):
-    """Refuse the whole archive for zip-slip names, duplicate names and zip bombs, before reading anything."""
+def check_members(zpath: Path, infos: list[zipfile.ZipInfo]):
+    """Refuse the whole archive for zip-slip names, duplicate names and zip bombs (one member, or many small
+    ones), before reading anything. Other odd names are harmless: members are only ever looked up by name."""
+    if len(infos) > MAX_ZIP_MEMBERS:
+        raise AdapterError(f"{zpath}: {len(infos)} members, more than {MAX_ZIP_MEMBERS}")
     seen = set()
     for i in infos:
         if not i.filename:
             raise AdapterError(f"{zpath}: a member has an empty name")
         parts = i.filename.replace("\\", "/").split("/")
-        if i.filename.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", i.filename) or ".." in parts:
+        if i.filename.startswith(("/", "\\")) or re.match(r"[A-Za-z]:[/\\]", i.filename) or ".." in parts:
             raise AdapterError(f"{zpath}: member {i.filename!r} points outside the archive (absolute path or "
                                "'..'); refusing the whole archive")
         if i.filename in seen:
@@ -151,12 +175,15 @@ def _check_members(zpath: Path, infos: list[zipfile.ZipInfo]):
         if i.file_size > (1 << 20) and i.file_size > MAX_ZIP_RATIO * max(i.compress_size, 1):
             raise AdapterError(f"{zpath}: member {i.filename!r} expands {i.compress_size} -> {i.file_size} bytes, "
                                f"more than {MAX_ZIP_RATIO}x (zip bomb guard)")
-    total = sum(i.file_size for i in infos)
+    total, packed = sum(i.file_size for i in infos), sum(i.compress_size for i in infos)
     if total > MAX_ZIP_BYTES:
         raise AdapterError(f"{zpath}: {total} bytes uncompressed, over the {MAX_ZIP_BYTES} byte limit")
+    if total > (1 << 20) and total > MAX_ZIP_RATIO * max(packed, 1):
+        raise AdapterError(f"{zpath}: its {len(infos)} members expand {packed} -> {total} bytes, more than "
+                           f"{MAX_ZIP_RATIO}x (zip bomb guard)")
 
 
-def _weights_name(present: set[str], where, allow_pickle: bool) -> str:
+def weights_name(present: set[str], where, allow_pickle: bool) -> str:
     """The weights file to read among the file names `present` beside the config."""
     if SAFETENSORS in present:
         return SAFETENSORS
@@ -226,17 +253,46 @@ def _alpha_value(label, field, value) -> float:
     return alpha
 
 
-def _pattern_value(label, field, config, module, default):
+class _Patterns:
     """PEFT 0.21's rank_pattern / alpha_pattern rule (get_pattern_key): the first key k, in file order, with
-    re.match(rf"(.*\\.)?({k})$", module) wins; otherwise the config-wide default."""
-    for key, value in (config.get(field) or {}).items():
-        try:
-            hit = re.match(rf"(.*\.)?({key})$", module)
-        except (re.error, OverflowError, RecursionError) as e:
-            raise AdapterError(f"{label}: {field} key {key!r} is not a valid regular expression ({e})") from e
-        if hit:
-            return value
-    return default
+    re.match(rf"(.*\\.)?({k})$", module) wins; otherwise the config-wide default. Matched here as k matching the
+    whole of the module name from its start or from just after a dot (the same thing, without the leading
+    `.*` to backtrack over), by the `regex` module with a deadline: "(.|.|.)*Z", which Python's re never
+    finishes on a module name, is decided at once, and a key that still backtracks without end (such as
+    "(.*){1,32000}[bc]") is refused after PATTERN_SECONDS instead of hanging the app."""
+
+    def __init__(self, label, config):
+        import regex
+
+        self.label, self.regex, self.deadline = label, regex, None
+        self.keys = {}
+        for field in ("rank_pattern", "alpha_pattern"):
+            pattern = config.get(field) or {}
+            if len(pattern) > MAX_PATTERN_KEYS or any(len(k) > MAX_PATTERN_KEYS for k in pattern):
+                raise AdapterError(f"{label}: {field} has more than {MAX_PATTERN_KEYS} keys or a key longer than "
+                                   f"{MAX_PATTERN_KEYS} characters")
+            compiled = []
+            for key, value in pattern.items():
+                try:
+                    compiled.append((key, regex.compile(key, regex.VERSION0), value))
+                except (regex.error, OverflowError, RecursionError, ValueError, MemoryError) as e:
+                    raise AdapterError(f"{label}: {field} key {key!r} is not a valid regular expression ({e})") from e
+            self.keys[field] = compiled
+
+    def value(self, field, module, default):
+        if self.deadline is None:
+            self.deadline = time.monotonic() + PATTERN_SECONDS
+        starts = [0] + [i + 1 for i, c in enumerate(module) if c == "."]
+        for key, pattern, value in self.keys[field]:
+            for start in starts:
+                try:
+                    hit = pattern.fullmatch(module, start, timeout=max(self.deadline - time.monotonic(), 1e-3))
+                except TimeoutError:
+                    raise AdapterError(f"{self.label}: {field} key {key!r} takes too long to match the module names "
+                                       f"(over {PATTERN_SECONDS:g} s); simplify it") from None
+                if hit:
+                    return value
+        return default
 
 
 def _load_tensors(label: str, weights) -> dict[str, torch.Tensor]:
@@ -264,7 +320,7 @@ def _lora_modules(label, config_label, tensors, config, module_shapes):
     """-> ({module: (A [r, in], B [out, r] * scaling)} float32, {module: r}, bytes as stored)."""
     pairs: dict[str, dict[str, tuple[str, torch.Tensor]]] = {}
     for key, t in tensors.items():
-        m = _KEY.fullmatch(key)
+        m = KEY.fullmatch(key)
         if m is None:
             raise AdapterError(f"{label}: unexpected tensor {key!r} {list(t.shape)}; only lora_A / lora_B weights "
                                "of linear layers are supported (no DoRA magnitudes, LoRA biases, modules_to_save "
@@ -279,6 +335,7 @@ def _lora_modules(label, config_label, tensors, config, module_shapes):
 
     r_default = config.get("r", R_DEFAULT)
     alpha_default = config.get("lora_alpha", ALPHA_DEFAULT)
+    patterns = _Patterns(config_label, config)
     modules, ranks, nbytes = {}, {}, 0
     for module, slot in pairs.items():
         if module not in module_shapes:
@@ -289,9 +346,9 @@ def _lora_modules(label, config_label, tensors, config, module_shapes):
             raise AdapterError(f"{label}: {module} has lora_{have} but no lora_{miss}")
         a, b = slot["A"][1], slot["B"][1]
         _check_shapes(label, config_label, module, a, b, module_shapes[module],
-                      _pattern_value(config_label, "rank_pattern", config, module, r_default))
+                      patterns.value("rank_pattern", module, r_default))
         r = a.shape[0]
-        alpha = float(_pattern_value(config_label, "alpha_pattern", config, module, alpha_default))
+        alpha = float(patterns.value("alpha_pattern", module, alpha_default))
         scaling = alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r  # as PEFT's update_layer
         # one pass per tensor: a NaN/Inf in lora_B is still NaN/Inf once scaled (alpha is finite, checked above)
         a32 = _finite(label, f"{module}.lora_A", a.float())

@@ -102,6 +102,7 @@ def engine_decode(engine: Engine, prompt, new: int, mixes=(), switch_every: int 
     tokens [B, new]). The loop is generate()'s: one host read per token."""
     dev = engine.device
     rows, T = prompt.shape
+    engine.forget_kv()
     engine.model.setup_caches(rows, cache_len(T + new))
     pad = torch.zeros(rows, dtype=torch.long, device=dev)
     params = torch.tensor(SAMPLED if sampled else (0.0, 0, 1, 1), device=dev)

@@ -18,20 +18,10 @@ import torch
 
 from .bench import engine_decode, random_mix, sync
 from .engine import Engine
-from .errors import SwitchboardError
 from .model import assemble, hf_targets
-from .quant import KINDS, QuantizedLinear
+from .quant import QuantizedLinear
 
 LONG_CONTEXT = 8192
-
-
-def parse_kinds(text: str | None) -> tuple[str, ...]:
-    """"int8,int4" -> the kinds to time; None or "" -> none."""
-    kinds = tuple(k.strip() for k in (text or "").split(",") if k.strip())
-    unknown = [k for k in kinds if k not in KINDS]
-    if unknown:
-        raise SwitchboardError(f"--quantize: unknown kind '{unknown[0]}'; use int8, int4 or int8,int4")
-    return kinds
 
 
 def tensor_bytes(tensors) -> int:

@@ -35,6 +35,7 @@ class Engine:
         self.eos_ids = _eos_ids(tokenizer, model_dir, hf_config)
         self.decoder = Decoder(self.device)
         self._cancel = threading.Event()
+        self._cancel_rows: set[int] = set()     # rows of the running generate_rows to stop (see cancel)
         self._excluded: set[str] = set()        # adapters being removed: never routed again (see exclude)
         self._mix_key = None                    # the mix now in force, to skip switches that change nothing
         # a chat's KV kept across turns: the tokens in row 0's cache slots 0..n-1, how many of them were the
@@ -126,16 +127,21 @@ class Engine:
         ids = ids[None] if ids.dim() == 1 else ids
         rows, T = ids.shape
         self.apply_mix(mix, rows)
-        self._cached = []  # overwritten below
+        self.forget_kv()
         self.model.setup_caches(rows, cache_len(T))
         return self.model(ids).float()
 
-    def cancel(self):
-        """Thread-safe: the running generate() stops after the current token and ends with a DoneEvent."""
-        self._cancel.set()
+    def cancel(self, row: int | None = None):
+        """Thread-safe: the running generate() stops after the current token and ends with a DoneEvent.
+        With `row`, only that row of the running generate_rows stops (stop_reason "cancel"); the others go on."""
+        if row is None:
+            self._cancel.set()
+        else:
+            self._cancel_rows.add(row)
 
     def generate(self, messages, settings: GenerationSettings | None = None, *, mix=None, route=None, **changes):
         """Stream one assistant reply: RoutingEvent before every sentence, TokenEvents, then a DoneEvent.
+        `messages`: [{role, content}, ...], or a str: a raw prompt continued as it is (no chat template).
 
         `settings` (GenerationSettings; keyword `changes` override its fields) say how to route, sample and stop.
         The mix for each sentence comes from `mix` (fixed {name: weight}), else `route(context, sentence)` (a
@@ -167,6 +173,7 @@ class Engine:
             raise SwitchboardError(f"max_new_tokens {g.max_new_tokens} leaves no room for the prompt: the model's "
                                    f"context holds {self.context_len} tokens")
         self._cancel.clear()
+        self._cancel_rows.clear()
         self._notes = set()
         t_start = time.perf_counter()
         if g.seed is not None:
@@ -179,7 +186,6 @@ class Engine:
             # free what this reply allocated; the engine stays usable with a shorter context or a smaller batch
             self.model.drop_caches()
             self.decoder.drop_graphs()
-            self._cached = []
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             first = str(e).splitlines()[0] if str(e) else ""
@@ -197,6 +203,7 @@ class Engine:
         yield from (s.routing[-1] for s in streams)
         self.apply_mix(mixes if rows > 1 else mixes[0], rows)   # before the caches: W0 copies come first
         reuse = self._reusable(prompts[0][0]) if rows == 1 and g.reuse_cache else 0
+        self.forget_kv()  # until this reply ends: one abandoned halfway leaves the cache half rewritten
         needed = longest + g.max_new_tokens
         self.model.setup_caches(rows, self._chat_slots(needed) if rows == 1 else min(cache_len(needed),
                                                                                           self.context_len))
@@ -232,7 +239,7 @@ class Engine:
                         continue
                     if n == g.max_new_tokens:
                         s.finish("length")
-                    elif self._cancel.is_set():
+                    elif self._cancel.is_set() or i in self._cancel_rows:
                         s.finish("cancel")
                     elif s.sentence_ended:
                         mixes[i] = self._route_row(i, s, pick, mix)
@@ -250,8 +257,6 @@ class Engine:
         elapsed = time.perf_counter() - t_decode
         if rows == 1:
             self._cached, self._cached_prompt, self._cached_key = prompts[0][0] + fed, len(prompts[0][0]), self._kv_key()
-        else:
-            self._cached = []
         for i, s in enumerate(streams):
             yield from s.close(i)
             yield DoneEvent(row=i, stats=self._stats(s, prompts[i], reuse if i == 0 else 0, ttft, elapsed,
@@ -267,6 +272,11 @@ class Engine:
                 "notes": sorted(self._notes), "total_s": time.perf_counter() - t_start}
 
     # ---- the KV cache across turns ------------------------------------------------------------------
+    def forget_kv(self):
+        """The next reply prefills its whole prompt (the caches are about to be written, or were, outside a
+        one-row chat)."""
+        self._cached = []
+
     def _kv_key(self):
         return self.bank.version, self.strategy
 
@@ -333,27 +343,32 @@ class Engine:
         stream.routing.append(RoutingEvent(len(stream.routing), probs, selected, ms, row))
         return selected or None
 
+    def _short_replies(self):
+        for sampled in (False, True):  # prefill, both samplers' first graphs, the KV cache of a chat
+            for _ in self.generate([{"role": "user", "content": "Hello"}], mix={}, max_new_tokens=4,
+                                   ignore_eos=True, temperature=0.7 if sampled else 0.0, reuse_cache=False):
+                pass
+
     def warmup(self, wait: bool = True, progress=None) -> float:
         """Compile the decode step and capture a chat's graphs, so replies run at full speed and a growing
         conversation never waits. wait=False: return once a reply can start (on the eager step's graphs); the
         compile goes on in a background thread and the next reply after it ends runs compiled.
         progress(done, total) reports compiled graphs, from that thread. -> seconds spent here."""
         t = time.perf_counter()
+        if not wait:  # the eager step's graphs first, while nothing else wants the interpreter
+            self._short_replies()
         self.decoder.compile(self.model, self.bank.slot_modules(), wait=wait, progress=progress)
         if self.decoder.compile_error is not None:
             raise SwitchboardError(f"compiling the decode step failed: {self.decoder.compile_error}")
-        for sampled in (False, True):  # prefill, both samplers' first graphs, the KV cache of a chat
-            for _ in self.generate([{"role": "user", "content": "Hello"}], mix={}, max_new_tokens=4,
-                                   ignore_eos=True, temperature=0.7 if sampled else 0.0, reuse_cache=False):
-                pass
         if wait:
+            self._short_replies()
             with torch.inference_mode():
                 self.decoder.capture_views(self.model, self.bank.graph_key())
         if self.device.type == "cuda":  # the merge kernel's block sizes and switch graphs of mixes of 1-8 adapters
             for k in sorted({min(k, len(self.adapters)) for k in (1, 2, 3, 4, 8)} - {0}):
                 self.apply_mix({name: 1 / k for name in self.adapters[:k]})
             self.apply_mix(None)
-        self._cached = []
+        self.forget_kv()
         return time.perf_counter() - t
 
 
@@ -364,7 +379,8 @@ class _Stream:
         self.detok = Detokenizer(engine.tokenizer, prefix_ids=prompt_ids[-8:])
         self.splitter = SentenceSplitter()
         self.stop = [s for s in stop if s]
-        self.history = "\n".join(m["content"] for m in conversation)
+        # what the router reads before the reply: the raw prompt, or the conversation's texts
+        self.history = conversation if isinstance(conversation, str) else "\n".join(m["content"] for m in conversation)
         self.text = ""          # generated text so far
         self.sent = 0           # characters of `text` already emitted
         self.tokens = 0

@@ -22,6 +22,7 @@ _WORD_RE = re.compile(r"\w+|[^\w\s]")
 _P = np.uint64(0x100000001B3)  # polynomial base of the rolling hash (the FNV-1a 64 prime)
 _M1, _M2 = np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)  # murmur3 fmix64 constants
 _S33 = np.uint64(33)
+MAX_BUCKETS, MAX_WORDS, MAX_NGRAM = 1 << 22, 100_000, 16  # bounds of the settings a saved router may declare
 WORD_SHARE = 0.5  # share of a sample's squared feature norm given to the word view (the rest: characters)
 
 
@@ -54,7 +55,34 @@ class Featurizer:
 
     @classmethod
     def from_settings(cls, s):
+        cls.check_settings(s)
         return cls(s["buckets"], s["max_words"], tuple(s["char_ngrams"]), s.get("tokenizer_dir"))
+
+    @staticmethod
+    def check_settings(s):
+        """RouterError naming the field when `s` is not what `settings` writes, or out of bounds (a table of
+        2**26 buckets would cost gigabytes before anything else could be checked)."""
+        def count(v, low, high):
+            return isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+        if not isinstance(s, dict):
+            raise RouterError(f"featurizer settings must be an object, got {s!r}")
+        kind, tok, grams = s.get("kind"), s.get("tokenizer_dir"), s.get("char_ngrams")
+        problems = [
+            (kind in ("hash", "tokenizer"), f"kind must be \"hash\" or \"tokenizer\", got {kind!r}"),
+            (count(s.get("buckets"), 1, MAX_BUCKETS), f"buckets must be an integer from 1 to {MAX_BUCKETS}, "
+                                                      f"got {s.get('buckets')!r}"),
+            (count(s.get("max_words"), 1, MAX_WORDS), f"max_words must be an integer from 1 to {MAX_WORDS}, "
+                                                      f"got {s.get('max_words')!r}"),
+            (isinstance(grams, list) and len(grams) == 2 and count(grams[0], 1, MAX_NGRAM)
+             and count(grams[1], grams[0], MAX_NGRAM),
+             f"char_ngrams must be [low, high] with 1 <= low <= high <= {MAX_NGRAM}, got {grams!r}"),
+            ((tok is None) == (kind == "hash") and (tok is None or isinstance(tok, str)),
+             f"tokenizer_dir must be null for kind \"hash\" and a folder for kind \"tokenizer\", got {tok!r}"),
+        ]
+        bad = [message for ok, message in problems if not ok]
+        if bad:
+            raise RouterError("featurizer settings: " + "; ".join(bad))
 
     def tail(self, text):
         """The last `max_words` whitespace-separated words, lowercased, runs of spaces collapsed; a line break

@@ -4,11 +4,10 @@ Importing any transformers configuration or tokenizer class takes ~2.5 s on a 2-
 demo model needs to answer. A folder qualifies when its config.json states every field the engine reads
 (Llama, plain RoPE) and its tokenizer is declared as transformers' generic `TokenizersBackend`, whose
 behaviour is tokenizer.json itself; then the config is used as written, the tokenizer is `tokenizers`'
-own and the chat template is rendered with jinja2 the way transformers renders it. Anything else goes
-through transformers. tests/test_light.py checks both readings agree on the bundled demo and the test models.
+own and the chat template is rendered with jinja2 the way transformers renders it (engine/template.py).
+Anything else goes through transformers. tests/test_light.py checks both readings agree on the bundled demo and the test models.
 """
 import json
-from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -58,15 +57,15 @@ def rope_table(head_dim: int, theta: float, factors: torch.Tensor | None = None)
 class LightTokenizer:
     """The part of a transformers tokenizer the engine uses, over the `tokenizers` object it would wrap."""
 
-    def __init__(self, tokenizer, config: dict, chat_template: str | None):
+    def __init__(self, tokenizer, config: dict, chat_template: str | None, name_or_path: str = ""):
         self._tok = tokenizer
         self.chat_template = chat_template
+        self.name_or_path = name_or_path
         self.special_tokens = {k: config[k] for k in ("bos_token", "eos_token", "unk_token", "pad_token") if k in config}
         self.added_tokens_decoder = tokenizer.get_added_tokens_decoder()     # {id: AddedToken(.special)}
         self.eos_token_id, self.pad_token_id, self.bos_token_id = (
             tokenizer.token_to_id(self.special_tokens[k]) if k in self.special_tokens else None
             for k in ("eos_token", "pad_token", "bos_token"))
-        self._template = _environment().from_string(chat_template) if chat_template else None
 
     def __call__(self, text: str, add_special_tokens: bool = True) -> dict:
         return {"input_ids": self._tok.encode(text, add_special_tokens=add_special_tokens).ids}
@@ -78,8 +77,12 @@ class LightTokenizer:
         return self._tok.id_to_token(int(token_id))
 
     def apply_chat_template(self, messages, add_generation_prompt: bool = False, tokenize: bool = True):
-        text = self._template.render(messages=messages, tools=None, documents=None,
-                                     add_generation_prompt=add_generation_prompt, **self.special_tokens)
+        """As transformers renders it (engine/template.py), within bounds of time and size."""
+        from .template import render
+
+        text = render(self.chat_template, f"the chat template of {self.name_or_path}", messages=messages,
+                               tools=None, documents=None, add_generation_prompt=add_generation_prompt,
+                               **self.special_tokens)
         return self(text, add_special_tokens=False)["input_ids"] if tokenize else text
 
 
@@ -94,30 +97,10 @@ def light_tokenizer(model_dir: Path):
             or not all(isinstance(config.get(k, ""), str) for k in TOKENIZER_KEYS - {"model_max_length"})):
         return None
     template_file = model_dir / "chat_template.jinja"
-    template = template_file.read_text(encoding="utf-8") if template_file.is_file() else config.get("chat_template")
+    source = template_file.read_text(encoding="utf-8") if template_file.is_file() else config.get("chat_template")
     from tokenizers import Tokenizer
 
     try:
-        return LightTokenizer(Tokenizer.from_file(str(model_dir / "tokenizer.json")), config, template)
+        return LightTokenizer(Tokenizer.from_file(str(model_dir / "tokenizer.json")), config, source, str(model_dir))
     except Exception:  # noqa: BLE001 - transformers then loads it and reports what is wrong
         return None
-
-
-def _environment():
-    """jinja2 set up as transformers sets it up for chat templates (trim_blocks, lstrip_blocks, loop controls,
-    its tojson, raise_exception and strftime_now), sandboxed."""
-    import jinja2
-    from jinja2.ext import loopcontrols
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    def raise_exception(message):
-        raise jinja2.exceptions.TemplateError(message)
-
-    def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
-        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
-    env.filters["tojson"] = tojson
-    env.globals["raise_exception"] = raise_exception
-    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
-    return env

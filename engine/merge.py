@@ -33,12 +33,12 @@ def merge_into(out, W0, B, A, idx, w, tile=None):
     R = B.shape[-1]
     tile = tile or TILE
     grid = (triton.cdiv(M, tile["BLOCK_M"]), triton.cdiv(N, tile["BLOCK_N"]), n)
+    block_kr = min(64, max(16, triton.next_power_of_2(idx.shape[0] * R)))
     _merge_kernel[grid](out, W0, B, A, idx, w, M, N, idx.shape[0], R,
                         out.stride(0), out.stride(1), W0.stride(0), W0.stride(1),
                         B.stride(0), B.stride(1), B.stride(2), B.stride(3),
                         A.stride(0), A.stride(1), A.stride(2), A.stride(3),
-                        BLOCK_KR=min(64, max(16, triton.next_power_of_2(idx.shape[0] * R))),
-                        IEEE=out.dtype == torch.float32,
+                        BLOCK_KR=block_kr, N_KR=triton.cdiv(idx.shape[0] * R, block_kr), IEEE=out.dtype == torch.float32,
                         **tile)
 
 
@@ -46,7 +46,8 @@ if triton is not None:
     @triton.jit
     def _merge_kernel(out, W0, B, A, idx, w, M, N, K, R, so_l, so_m, sw_l, sw_m,
                       sb_l, sb_c, sb_m, sb_r, sa_l, sa_c, sa_r, sa_n,
-                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_KR: tl.constexpr, IEEE: tl.constexpr):
+                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_KR: tl.constexpr, N_KR: tl.constexpr,
+                      IEEE: tl.constexpr):
         m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
         nn = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
         layer = tl.program_id(2).to(tl.int64)
@@ -55,10 +56,11 @@ if triton is not None:
         # W0's load goes first: its latency then overlaps the gathers and the matmuls below
         w0 = tl.load(W0 + layer * sw_l + m[:, None].to(tl.int64) * sw_m + nn[None, :], mask=mask)
         delta = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        # the K chosen adapters side by side, BLOCK_KR columns at a time (a flat router can pick dozens):
+        # the K chosen adapters side by side, BLOCK_KR columns at a time (a flat router can pick dozens), the
+        # loop unrolled (a runtime loop kept W0's load from overlapping: 2x slower at K = 3):
         # column j of b / row j of a is adapter j // R, rank j % R
-        for j0 in range(0, K * R, BLOCK_KR):
-            j = j0 + tl.arange(0, BLOCK_KR)
+        for block in tl.static_range(N_KR):
+            j = block * BLOCK_KR + tl.arange(0, BLOCK_KR)
             k, r = j // R, j % R
             jm = k < K
             i = tl.load(idx + k, mask=jm, other=0.0).to(tl.int64)                          # [BLOCK_KR]

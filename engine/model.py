@@ -1,6 +1,9 @@
 """Load a local Hugging Face model folder into engine.transformer.Transformer, refusing bad folders precisely."""
 import importlib
 import json
+import math
+import re
+import zipfile
 from pathlib import Path
 
 import torch
@@ -14,6 +17,11 @@ from .transformer import FUSED, LINEAR_KINDS, ModelArgs, Transformer
 # model_type -> class-name prefix in transformers.models.<type>.modeling_<type>
 SUPPORTED = {"llama": "Llama", "mistral": "Mistral", "qwen2": "Qwen2"}
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
+# config.json fields the engine sizes tensors from -> the largest value accepted (far beyond any released model)
+LIMITS = {"vocab_size": 1 << 22, "hidden_size": 1 << 16, "num_hidden_layers": 1024, "num_attention_heads": 1024,
+          "num_key_value_heads": 1024, "head_dim": 4096, "intermediate_size": 1 << 20,
+          "max_position_embeddings": 1 << 24}
+OPTIONAL = ("num_key_value_heads", "head_dim")  # None: derived from the others
 
 
 def resolve_device(device: str) -> torch.device:
@@ -45,25 +53,110 @@ def read_config(model_dir: Path):
         raise ModelError(f"{model_dir} has no config.json: is this a Hugging Face model folder?")
     try:
         raw = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-        model_type = raw.get("model_type")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         raise ModelError(f"{model_dir / 'config.json'} is not valid JSON: {e}") from None
+    if not isinstance(raw, dict):
+        raise ModelError(f"{model_dir / 'config.json'}: expected a JSON object, got {type(raw).__name__}")
+    model_type = raw.get("model_type")
+    for field in ("rope_parameters", "rope_scaling"):
+        if raw.get(field) is not None and not isinstance(raw[field], dict):
+            raise ModelError(f"{model_dir / 'config.json'}: {field} must be an object, got {raw[field]!r}")
     if model_type not in SUPPORTED:
         raise ModelError(f"unsupported architecture '{model_type}' in {model_dir / 'config.json'}; "
                          f"supported: {', '.join(SUPPORTED)}")
     cfg = light_config(raw)
-    if cfg is not None:
-        return cfg
-    from transformers import AutoConfig
+    if cfg is None:
+        from transformers import AutoConfig
 
-    try:
-        cfg = AutoConfig.from_pretrained(model_dir, local_files_only=True)
-    except Exception as e:  # noqa: BLE001 - transformers raises many kinds; all mean a bad config
-        raise ModelError(f"{model_dir / 'config.json'} could not be read: {e}") from None
+        try:
+            cfg = AutoConfig.from_pretrained(model_dir, local_files_only=True)
+        except Exception as e:  # noqa: BLE001 - transformers raises many kinds; all mean a bad config
+            raise ModelError(f"{model_dir / 'config.json'} could not be read: {e}") from None
+    check_config(cfg, model_dir / "config.json")
     rope = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None) or {}
+    if not isinstance(rope, dict):
+        raise ModelError(f"{model_dir / 'config.json'}: rope_parameters must be an object, got {rope!r}")
     if rope.get("rope_type", rope.get("type", "default")) in ("dynamic", "longrope"):
         raise ModelError(f"{model_dir}: rope type '{rope.get('rope_type')}' changes with length; not supported")
     return cfg
+
+
+def check_config(cfg, where):
+    """The types and bounds of the fields the engine sizes tensors from, before anything is allocated."""
+    for field, most in LIMITS.items():
+        value = getattr(cfg, field, None)
+        if value is None and field in OPTIONAL:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+            raise ModelError(f"{where}: {field} must be an integer from 1 to {most}, got {value!r}")
+    eps = getattr(cfg, "rms_norm_eps", None)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
+        raise ModelError(f"{where}: rms_norm_eps must be a number between 0 and 1, got {eps!r}")
+    heads, kv = cfg.num_attention_heads, getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    if heads % kv:
+        raise ModelError(f"{where}: num_attention_heads {heads} is not a multiple of num_key_value_heads {kv}")
+    if getattr(cfg, "head_dim", None) is None and cfg.hidden_size % heads:
+        raise ModelError(f"{where}: hidden_size {cfg.hidden_size} is not a multiple of num_attention_heads {heads}")
+    window = getattr(cfg, "sliding_window", None)
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
+        raise ModelError(f"{where}: sliding_window must be a positive integer or null, got {window!r}")
+
+
+def check_weights(args: ModelArgs, files: list[Path], where):
+    """The safetensors headers (read without loading any tensor) against config.json: the layers and the
+    embedding it describes must be the ones the files hold, before a model is allocated from it."""
+    shapes = {}
+    for f in files:
+        if f.suffix == ".safetensors":
+            try:
+                with safe_open(f, framework="pt") as st:
+                    shapes.update({key: st.get_slice(key).get_shape() for key in st.keys()})
+            except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+                raise ModelError(f"{f} is not a readable safetensors file: {e}") from None
+    layers = {int(m[1]) for key in shapes if (m := re.match(r"model\.layers\.(\d+)\.", key))}
+    if layers and layers != set(range(args.n_layers)):
+        raise ModelError(f"{where}: config.json has num_hidden_layers={args.n_layers} but the weights hold "
+                         f"{len(layers)} layers ({min(layers)} to {max(layers)})")
+    embed = shapes.get("model.embed_tokens.weight")
+    if embed is not None and list(embed) != [args.vocab_size, args.dim]:
+        raise ModelError(f"{where}: config.json's vocab_size and hidden_size give model.embed_tokens.weight "
+                         f"[{args.vocab_size}, {args.dim}] but the weights hold {list(embed)}")
+
+
+def weights_size(args: ModelArgs, dtype: torch.dtype, quantize: str | None = None) -> tuple[int, int]:
+    """(parameters, bytes) of the weights: the layers' linears and lm_head in `dtype` or quantized (a quantized
+    lm_head is a copy even when tied), the embedding and the norms in `dtype`."""
+    linear = sum(i * o for i, o in map(args.linear_shape, LINEAR_KINDS)) * args.n_layers
+    head = 0 if args.tie_word_embeddings and not quantize else args.vocab_size * args.dim
+    rest = args.vocab_size * args.dim + 2 * args.dim * args.n_layers
+    bits = BITS[quantize] if quantize else torch.finfo(dtype).bits
+    return linear + head + rest, int((linear + head) * bits + rest * torch.finfo(dtype).bits) // 8
+
+
+def check_memory(args: ModelArgs, devices: list[torch.device], dtype: torch.dtype, where, quantize=None):
+    """Refuse a model that cannot fit in the free memory of its devices, before allocating it."""
+    params, need = weights_size(args, dtype, quantize)
+    free = sum(free_bytes(d) or math.inf for d in set(devices))
+    if need > free:
+        raise ModelError(f"{where}: config.json describes {params:,} parameters ({need / 2**30:.1f} GiB in "
+                         f"{quantize or dtype}) but only {free / 2**30:.1f} GiB is free on "
+                         f"{', '.join(sorted(map(str, set(devices))))}")
+
+
+def free_bytes(device: torch.device) -> int | None:
+    """Free memory of a device (None when it cannot be told)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        import psutil
+        return psutil.virtual_memory().available
+    except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
 
 
 def weight_files(model_dir: Path, allow_pickle: bool) -> list[Path]:
@@ -90,7 +183,14 @@ def iter_tensors(files: list[Path]):
             except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
                 raise ModelError(f"{f} is not a readable safetensors file: {e}") from None
         else:  # explicitly allowed pickle: still never execute code from it
-            yield from torch.load(f, map_location="cpu", weights_only=True, mmap=True).items()
+            try:  # torch.save's zip format is mapped, not read; the legacy format cannot be
+                state = torch.load(f, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(f))
+            except Exception as e:  # noqa: BLE001 - the unpickler's errors are open-ended on bad input
+                raise ModelError(f"{f}: cannot load it with torch.load(weights_only=True) ({e})") from None
+            if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                      for k, v in state.items()):
+                raise ModelError(f"{f}: expected a dict of named tensors, got {type(state).__name__}")
+            yield from state.items()
 
 
 def layer_devices(args: ModelArgs, device: torch.device, dtype: torch.dtype, quantize: str | None = None
@@ -99,10 +199,7 @@ def layer_devices(args: ModelArgs, device: torch.device, dtype: torch.dtype, qua
     n_gpus = torch.cuda.device_count() if device.type == "cuda" else 0
     if n_gpus < 2 or device.index is not None:
         return [device] * args.n_layers
-    params = sum(i * o for i, o in map(args.linear_shape, LINEAR_KINDS)) * args.n_layers
-    bits = BITS[quantize] if quantize else torch.finfo(dtype).bits
-    need = (params * bits + 2 * args.vocab_size * args.dim * torch.finfo(dtype).bits) // 8
-    if need < 0.85 * torch.cuda.mem_get_info(0)[0]:
+    if weights_size(args, dtype, quantize)[1] < 0.85 * torch.cuda.mem_get_info(0)[0]:
         return [torch.device("cuda", 0)] * args.n_layers
     per_gpu = -(-args.n_layers // n_gpus)
     return [torch.device("cuda", i // per_gpu) for i in range(args.n_layers)]
@@ -204,6 +301,7 @@ def load_model(model_dir, device: str = "auto", dtype: str = "auto", allow_pickl
         except Exception as e:  # noqa: BLE001
             raise ModelError(f"the tokenizer in {model_dir} failed to load: {e}") from None
     dev = resolve_device(device)
+    check_weights(ModelArgs.from_hf(cfg), files, model_dir)
     model = assemble(cfg, dev, resolve_dtype(dtype, dev, cfg), iter_tensors(files), str(model_dir),
                      None if quantize == "auto" else quantize)
     return model, tokenizer, cfg
@@ -222,7 +320,9 @@ def assemble(cfg, device: torch.device, dtype: torch.dtype, tensors, where: str,
     """Build the Transformer for `cfg` and fill it from (name, tensor) pairs in Hugging Face naming; quantized
     linears quantize each fused weight as soon as all its parts have arrived."""
     args = ModelArgs.from_hf(cfg)
-    model = build(args, layer_devices(args, device, dtype, quantize), dtype, make_rope_table(cfg), quantize)
+    devices = layer_devices(args, device, dtype, quantize)
+    check_memory(args, devices, dtype, where, quantize)
+    model = build(args, devices, dtype, make_rope_table(cfg), quantize)
     params = hf_targets(model)
     staged = quantized_targets(model)
     filled = set()
@@ -232,8 +332,11 @@ def assemble(cfg, device: torch.device, dtype: torch.dtype, tensors, where: str,
                 continue
             module, row, n = staged.get(key, (None, 0, 0))
             shape = tuple(params[key].shape) if module is None else (n, module.in_features)
+            if not tensor.is_floating_point():
+                raise ModelError(f"{where}: weight {key} has dtype {tensor.dtype}; expected floating point")
             if tuple(tensor.shape) != shape:
-                raise ModelError(f"{where}: weight {key} has shape {list(tensor.shape)}, the config implies {list(shape)}")
+                raise ModelError(f"{where}: weight {key} has shape {list(tensor.shape)}, config.json implies "
+                                 f"{list(shape)}")
             if module is None:
                 params[key].copy_(tensor)
             else:

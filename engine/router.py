@@ -44,6 +44,7 @@ MIN_STEPS = 1500            # small example sets get more epochs, large ones few
 MAX_EPOCHS = 100            # ... up to this many (tiny sets: ~100 steps at least)
 HEAD_STEPS = 300            # full-batch steps of a head-only retrain (it takes about a second)
 HEAD_WEIGHT_DECAY = 1e-2    # keeps a new adapter's row from claiming prompts the old rows are merely unsure of
+MAX_WIDTH = 4096            # dim and hidden a saved router may declare (checked before anything is allocated)
 
 
 class RouterNet(nn.Module):
@@ -190,6 +191,7 @@ class Router:
                    "net": {"dim": net.embed.embedding_dim, "hidden": net.fc1.out_features},
                    "report": self.report, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    "weights_sha256": hashlib.sha256(blob).hexdigest()}
+        sidecar["settings_sha256"] = _settings_sha256(sidecar)
         write_bytes(path, blob)
         write_bytes(sidecar_path(path), json.dumps(sidecar, indent=1, ensure_ascii=False).encode())
 
@@ -198,33 +200,82 @@ class Router:
         """Load a saved router. `adapters`: the bank's adapter names in order; a router trained for another list
         is refused (RouterError says which names differ)."""
         path = Path(path)
-        side = sidecar_path(path)
-        for f in (path, side):
-            if not f.is_file():
-                raise RouterError(f"{f}: router file not found")
-        try:
-            meta = json.loads(side.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise RouterError(f"{side}: corrupt router sidecar ({e})") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise RouterError(f"{side}: not a LoRA Switchboard router sidecar")
-        if meta.get("version") != VERSION:
-            raise RouterError(f"{side}: router format version {meta.get('version')}, this app reads {VERSION}")
+        meta = read_sidecar(path)
         names = meta["adapters"]
         if adapters is not None and list(adapters) != names:
             raise RouterError(f"{path}: {_mismatch(names, list(adapters))}; retrain the router for this bank")
-        blob = path.read_bytes()
-        if hashlib.sha256(blob).hexdigest() != meta.get("weights_sha256"):
-            raise RouterError(f"{path}: weights do not match {side.name} (corrupt or half-written); retrain the router")
         try:
-            featurizer = Featurizer.from_settings(meta["featurizer"])
-            net = RouterNet(featurizer.buckets, len(names), meta["net"]["dim"], meta["net"]["hidden"])
-            net.load_state_dict(load_safetensors(blob))
-        except RouterError:
-            raise
-        except Exception as e:  # bad keys, shapes or header: the pair is unusable either way
+            blob = path.read_bytes()
+        except OSError as e:
+            raise RouterError(f"{path}: cannot read ({e})") from None
+        if hashlib.sha256(blob).hexdigest() != meta["weights_sha256"]:
+            raise RouterError(f"{path}: weights do not match {sidecar_path(path).name} (corrupt or half-written); "
+                              "retrain the router")
+        featurizer = Featurizer.from_settings(meta["featurizer"])
+        dim, hidden = meta["net"]["dim"], meta["net"]["hidden"]
+        try:
+            state = load_safetensors(blob)
+        except Exception as e:  # the parser's error types are open-ended on corrupt input
             raise RouterError(f"{path}: corrupt router ({e})") from None
+        expected = {"embed.weight": (featurizer.buckets, dim), "embed_bias": (dim,), "fc1.weight": (hidden, dim),
+                    "fc1.bias": (hidden,), "fc2.weight": (hidden, hidden), "fc2.bias": (hidden,),
+                    "head.weight": (len(names), hidden), "head.bias": (len(names),)}
+        got = {k: tuple(v.shape) for k, v in state.items()}
+        if got != expected or any(v.dtype != torch.float32 for v in state.values()):
+            raise RouterError(f"{path}: its tensors {got} are not the float32 {expected} its sidecar describes")
+        with torch.device("meta"):  # no memory and no random init: the file's tensors become the parameters
+            net = RouterNet(featurizer.buckets, len(names), dim, hidden)
+        net.load_state_dict(state, assign=True)
         return cls(net, featurizer, names, meta.get("report", {}))
+
+
+def read_sidecar(path) -> dict:
+    """The router pair's sidecar, checked: both files there, every field of the right type and in bounds, and
+    its settings unchanged since Router.save (settings_sha256 covers the adapters, featurizer and net settings
+    and the weights' sha256). Raises RouterError naming the file and the field."""
+    path = Path(path)
+    side = sidecar_path(path)
+    for f in (path, side):
+        if not f.is_file():
+            raise RouterError(f"{f}: router file not found")
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise RouterError(f"{side}: corrupt router sidecar ({e}); retrain the router") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise RouterError(f"{side}: not a LoRA Switchboard router sidecar")
+    if meta.get("version") != VERSION:
+        raise RouterError(f"{side}: router format version {meta.get('version')!r}, this app reads {VERSION}")
+    names, net = meta.get("adapters"), meta.get("net")
+    if not (isinstance(names, list) and names and all(isinstance(n, str) and n for n in names)
+            and len(set(names)) == len(names)):
+        raise RouterError(f"{side}: \"adapters\" must be a list of distinct adapter names, got {names!r}")
+    if not (isinstance(net, dict) and all(_count(net.get(k), MAX_WIDTH) for k in ("dim", "hidden"))):
+        raise RouterError(f"{side}: \"net\" must give dim and hidden as integers from 1 to {MAX_WIDTH}, got {net!r}")
+    if not isinstance(meta.get("weights_sha256"), str) or not isinstance(meta.get("report", {}), dict):
+        raise RouterError(f"{side}: weights_sha256 must be a string and report an object")
+    try:
+        Featurizer.check_settings(meta.get("featurizer"))
+    except RouterError as e:
+        raise RouterError(f"{side}: {e}") from None
+    if meta.get("settings_sha256") != _settings_sha256(meta):
+        raise RouterError(f"{side}: its settings were changed after training (or it was written by an older "
+                          "version); retrain the router")
+    return meta
+
+
+def _settings_sha256(sidecar) -> str:
+    """sha256 of what decides the routing besides the weights, and of the weights' own sha256. Not of where the
+    tokenizer is: a moved model folder is reported as such by Featurizer.from_settings."""
+    keys = ("format", "version", "adapters", "featurizer", "net", "weights_sha256")
+    settings = {k: sidecar.get(k) for k in keys}
+    if isinstance(settings["featurizer"], dict):
+        settings["featurizer"] = {k: v for k, v in settings["featurizer"].items() if k != "tokenizer_dir"}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def _count(value, most) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= most
 
 
 def sidecar_path(path):

@@ -126,7 +126,8 @@ def chat(engine, *, adapters=100, rank=8, targets=("q_proj", "v_proj"), turns=8,
 def chat_table(res: dict) -> str:
     out = [f"chat workload: {len(res['turns'])} turns, {res['adapters']} adapters, sampling T=0.7 top-p 0.9, "
            f"{res['new']} new tokens a turn; warm-up {res['warmup_s']:.1f} s; compiles during the chat: "
-           f"{res['recompiles']}",
+           f"{res['recompiles']}" + (f"; within {res['memory_gib']} GiB: peak {res['peak_gib']:.1f} GiB"
+                                     if "memory_gib" in res else ""),
            f"{'turn':>4}{'prompt':>8}{'cached':>8}{'TTFT ms':>10}{'ms/token':>10}{'sentences':>11}{'stall ms':>10}"]
     out += [f"{r['turn']:>4}{r['prompt_tokens']:>8}{r['cached_tokens']:>8}{r['ttft_ms']:>10.1f}"
             f"{r['ms_per_token']:>10.2f}{r['sentences']:>11}{r['stall_ms']:>10.1f}" for r in res["turns"]]
@@ -144,7 +145,7 @@ def long(engine, hf_model, lengths=(1024, 4096, 8000), runs=3, log=print) -> dic
 
     def engine_run(ids):
         engine.model.drop_caches()
-        engine._cached = []
+        engine.forget_kv()
         engine.model.setup_caches(1, ids.shape[1] + 1)
         prefill(engine.model, ids, 0, None, None, params, True).tolist()
 
@@ -262,7 +263,10 @@ def _one_start(folder: str, device: str, dtype: str):
                       "full_speed_s": full - loaded, "full_speed_ms_per_token": stats["ms_per_token"]}))
 
 
-def run(workload: str, shape="tiny", model_dir=None, device="auto", dtype="auto", adapters=100, log=print) -> dict:
+def run(workload: str, shape="tiny", model_dir=None, device="auto", dtype="auto", adapters=100, memory_gib=None,
+        log=print) -> dict:
+    """memory_gib (chat): the GPU memory this process may use, as on a smaller card (set after the model is
+    built, with torch.cuda.set_per_process_memory_fraction); the peak is reported."""
     from .bench import SHAPES, build
     from .model import DTYPES, resolve_device
 
@@ -276,8 +280,16 @@ def run(workload: str, shape="tiny", model_dir=None, device="auto", dtype="auto"
     else:
         engine, hf_model = build(shape, model_dir, device, dtype)
         if workload == "chat":
+            del hf_model  # its weights: only the engine's may count against memory_gib
+            if memory_gib:
+                torch.cuda.empty_cache()
+                total = torch.cuda.get_device_properties(engine.device).total_memory
+                torch.cuda.set_per_process_memory_fraction(memory_gib * 2**30 / total, engine.device)
+                torch.cuda.reset_peak_memory_stats(engine.device)
             context = min(8000, engine.context_len - 192)
             res = chat(engine, adapters=adapters, context=context, log=log)
+            if memory_gib:
+                res.update(memory_gib=memory_gib, peak_gib=torch.cuda.max_memory_allocated(engine.device) / 2**30)
         else:
             lengths = [n for n in (1024, 4096, 8000, 32000) if n < engine.context_len]
             res = long(engine, hf_model, lengths, log=log)

@@ -15,7 +15,6 @@ are memoised in this process: a retrain run "here" fills the memo, and the child
 the commit, where every file-system step of a retrain is. Training and loading write no file, so the crash
 points are the same with or without the memo.
 """
-import contextlib
 import json
 import os
 import signal
@@ -29,9 +28,8 @@ import torch._dynamo  # noqa: F401 - torch.optim imports it lazily, making a cac
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.library import Library  # noqa: E402
+from fs_steps import counted_ops  # noqa: E402
 from engine.router import Router  # noqa: E402
-
-OPS = ("mkdir", "fsync", "rename", "replace", "unlink", "rmdir")
 
 
 def memoise_training():
@@ -53,28 +51,6 @@ def memoise_training():
 
     Router._fit = staticmethod(memo_fit)
     Router.load = classmethod(memo_load)
-
-
-@contextlib.contextmanager
-def counted_ops(kill_at):
-    """Count the library's file-system steps; SIGKILL this process just before step `kill_at`."""
-    count, saved = [0], {name: getattr(os, name) for name in OPS}
-
-    def wrap(f):
-        def step(*args, **kwargs):
-            count[0] += 1
-            if count[0] == kill_at:
-                os.kill(os.getpid(), signal.SIGKILL)
-            return f(*args, **kwargs)
-        return step
-
-    for name, f in saved.items():
-        setattr(os, name, wrap(f))
-    try:
-        yield count
-    finally:
-        for name, f in saved.items():
-            setattr(os, name, f)
 
 
 def run(job) -> int:

@@ -1,11 +1,12 @@
 """Packaging: the wheel works installed outside the source tree; icons, desktop entry and AppStream metadata are valid.
 
 The wheel test builds from a copy of the package folders (what a clean clone holds), installs it with --no-deps
-into a fresh venv that sees this environment's torch/Qt (--system-site-packages), and runs `switchboard` from a
+into a fresh venv that sees this environment's torch/Qt (a .pth file), and runs `switchboard` from a
 temporary folder, so nothing can come from the source tree."""
 import json
 import os
 import shutil
+import site
 import struct
 import subprocess
 import sys
@@ -46,6 +47,15 @@ def setuptools_major() -> int:
         return 0
 
 
+def site_dirs() -> list[str]:
+    """Where this environment's packages live: its site-packages (a venv's own, and the base interpreter's when
+    the venv was made with --system-site-packages), and the user's when Python reads it."""
+    dirs = site.getsitepackages()
+    if site.ENABLE_USER_SITE and os.path.isdir(site.getusersitepackages()):
+        dirs.append(site.getusersitepackages())
+    return dirs
+
+
 def relative_files(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
 
@@ -54,7 +64,8 @@ def relative_files(folder: Path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    """-> (venv, run): the wheel installed into a fresh venv; run(*args) runs its `switchboard` from a temp cwd."""
+    """-> (venv, bin_dir, run): the wheel installed into a fresh venv; run(*args) runs its `switchboard` (or
+    another `program` of bin_dir) from a temp cwd, without PYTHONPATH."""
     tmp = tmp_path_factory.mktemp("wheel")
     src = tmp / "src"
     src.mkdir()
@@ -70,19 +81,25 @@ def installed(tmp_path_factory):
                    check=True)
     wheel, = (tmp / "dist").glob("*.whl")
     venv = tmp / "venv"
-    # no pip inside (saves seconds): the system pip, run by the venv's python, installs into the venv
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    # no pip inside (saves seconds): this environment's pip, run by the venv's python, installs into the venv
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     bin_dir = venv / ("Scripts" if sys.platform == "win32" else "bin")
-    # --ignore-installed: the venv sees the system's site-packages, where CI's own `pip install .` already put
-    # this project; without it pip calls the requirement satisfied and installs nothing into the venv
+    # the venv sees this environment's packages (torch, Qt, pip) after its own: a .pth file in its site-packages
+    # names them. Not --system-site-packages: from inside a venv that gives the base interpreter's packages,
+    # which lack torch when the tests run in a venv
+    purelib = subprocess.run([str(bin_dir / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    Path(purelib, "test-environment.pth").write_text("\n".join(site_dirs()) + "\n", encoding="utf-8")
+    # --ignore-installed: the venv sees this environment's site-packages, where CI's own `pip install .` already
+    # put this project; without it pip calls the requirement satisfied and installs nothing into the venv
     subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "-q", "--no-deps", "--no-index",
                     "--ignore-installed", str(wheel)], check=True)
     cwd = tmp / "elsewhere"
     cwd.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
-    def run(*args):
-        return subprocess.run([str(bin_dir / "switchboard"), *args], cwd=cwd, env=env, capture_output=True,
+    def run(*args, program="switchboard"):
+        return subprocess.run([str(bin_dir / program), *args], cwd=cwd, env=env, capture_output=True,
                               text=True, timeout=300)
 
     return venv, bin_dir, run
@@ -97,10 +114,21 @@ def test_installed_version_comes_from_package_metadata(installed):
 
 
 @pytest.mark.slow
+def test_installed_app_uses_this_environments_torch(installed):
+    """Run from a venv, the wheel's venv must see that venv's torch, not the base interpreter's (or none)."""
+    import torch
+
+    _, _, run = installed
+    out = run("-c", "import torch; print(torch.__file__)", program="python")
+    assert out.returncode == 0, out.stderr
+    assert Path(out.stdout.strip()) == Path(torch.__file__)
+
+
+@pytest.mark.slow
 def test_installed_package_holds_icons_and_demo_outside_the_source_tree(installed):
-    venv, bin_dir, _ = installed
-    out = subprocess.run([str(bin_dir / "python"), "-c", "import resources; print(resources.__file__)"],
-                         cwd=venv, capture_output=True, text=True, check=True)
+    venv, _, run = installed
+    out = run("-c", "import resources; print(resources.__file__)", program="python")
+    assert out.returncode == 0, out.stderr
     package = Path(out.stdout.strip()).parent
     assert venv in package.parents, package
     assert relative_files(package / "icons") == relative_files(ICONS)

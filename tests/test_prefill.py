@@ -105,3 +105,13 @@ def test_batch_calls_invalidate_the_chat_cache(demo):
     demo.generate_batch([turn1, [{"role": "user", "content": "hi"}]], max_new_tokens=4)
     turn2 = turn1 + [{"role": "assistant", "content": text1}, {"role": "user", "content": "Reverse the word hello."}]
     assert reply(demo, turn2, max_new_tokens=4)[1]["cached_tokens"] == 0
+
+
+def test_a_reply_abandoned_halfway_leaves_nothing_to_reuse(demo):
+    turn1 = [{"role": "user", "content": "Sort 5, 3, 9, 1."}]
+    text1, _ = reply(demo, turn1, max_new_tokens=12, reuse_cache=False)
+    turn2 = turn1 + [{"role": "assistant", "content": text1}, {"role": "user", "content": "Reverse the word hello."}]
+    for ev in demo.generate(turn2, max_new_tokens=12):  # a client that goes away mid-reply
+        if isinstance(ev, TokenEvent):
+            break
+    assert reply(demo, turn2, max_new_tokens=12)[1]["cached_tokens"] == 0

@@ -174,8 +174,11 @@ def test_command_line_quantize(llama_dir, tmp_path, capsys):
         assert row["base_ms"] > 0 and row["fused_ms"] > 0 and row["switch_ms"] > 0 and 0 <= row["top1_agreement"] <= 1
         assert row["kv_bytes_8k"] == 2 * 4 * 2 * 64 * 8192 * 4  # k and v x 4 layers x 2 kv heads x head_dim 64, fp32
     assert rows["int4"]["weights_bytes"] < rows["int8"]["weights_bytes"]
-    assert main(["bench", "--shape", "tiny", "--quantize", "int5"]) == 2
-    assert "unknown kind 'int5'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "--shape", "tiny", "--quantize", "int5"])
+    assert e.value.code == 2 and "unknown kind 'int5'" in capsys.readouterr().err
+    assert main(["bench", "--workload", "cold", "--quantize", "int8"]) == 2
+    assert "--quantize adds rows to the decode table" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -1,5 +1,4 @@
 """Router: featurizer, training, head-only / full retrain, files, routing rules, and the `switchboard router` CLI."""
-import argparse
 import json
 import os
 import re
@@ -12,6 +11,7 @@ import torch
 from router_tasks import make_tasks, write_folder
 
 from app.commands import router as router_cmd
+from app.commands.options import Parser
 from engine.errors import RouterError
 from engine.features import Featurizer
 from engine.router import Router, RouterNet, param_count, sidecar_path
@@ -170,7 +170,7 @@ def test_load_refuses_missing_or_corrupt_files(router, tmp_path):
         Router.load(path)
     path.write_bytes(good_blob)
     side.write_text(json.dumps({**json.loads(good_side), "net": {"dim": 7, "hidden": 3}}))
-    with pytest.raises(RouterError, match="corrupt router"):
+    with pytest.raises(RouterError, match="settings were changed after training"):
         Router.load(path)
     side.unlink()
     with pytest.raises(RouterError, match="r.json: router file not found"):
@@ -240,9 +240,13 @@ def test_route_with_trained_router(router, data):
 
 # ---------------------------------------------------------------------- CLI
 def _cli(*argv):
-    p = argparse.ArgumentParser()
+    """The exit status of `switchboard router ARGV` (argparse refuses bad flag values itself)."""
+    p = Parser()
     router_cmd.add_parser(p.add_subparsers(dest="command"))
-    return router_cmd.run(p.parse_args(["router", *argv]))
+    try:
+        return router_cmd.run(p.parse_args(["router", *argv]))
+    except SystemExit as e:
+        return e.code
 
 
 def test_cli_train_and_eval(data, tmp_path, capsys):
@@ -266,4 +270,5 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "a.jsonl:2: invalid JSON" in err
     assert _cli("eval", "--router", str(tmp_path / "none.safetensors"), "--examples", str(tmp_path / "bad")) == 2
-    assert "router file not found" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "router file not found" in err

@@ -4,22 +4,29 @@ import sys
 
 from engine import SwitchboardError
 
+from app.commands import options
+
 
 def add_parser(sub):
     p = sub.add_parser("eval", help="composite-task evaluation: base, uniform merge, routed, single-LoRA oracle",
                        description="Decode every task's prompts (mixed and shuffled, in batches) four ways and "
                                    "score exact match, BLEU and ROUGE-L. Defaults: the bundled demo.")
-    p.add_argument("--model", help="model folder or .gguf file (default: the demo model)")
-    p.add_argument("--library", help="adapter library with a trained router (default: the demo's)")
-    p.add_argument("--tasks", help="folder of <adapter>.jsonl files with prompt and response (default: the demo's)")
-    p.add_argument("--limit", type=int, help="at most N examples per task")
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--max-new-tokens", type=int, default=48)
-    p.add_argument("--top-p", type=float, default=0.8)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--quantize", default="auto", choices=["auto", "none", "int8", "int4"],
+    p.add_argument("--model", type=options.model, metavar="DIR|FILE.gguf",
+                   help="model folder or .gguf file (default: the demo model)")
+    p.add_argument("--library", type=options.folder, metavar="DIR",
+                   help="adapter library with a trained router (default: the demo's)")
+    p.add_argument("--tasks", type=options.folder, metavar="DIR",
+                   help="folder of <adapter>.jsonl files with prompt and response (default: the demo's)")
+    p.add_argument("--limit", type=options.at_least(1), metavar="N", help="at most N examples per task")
+    p.add_argument("--batch", type=options.at_least(1), default=16, metavar="N")
+    p.add_argument("--max-new-tokens", type=options.setting("max_new_tokens", options.integer), default=48,
+                   metavar="N")
+    p.add_argument("--top-p", type=options.setting("top_p", options.number), default=0.8, metavar="P",
+                   help="routing top-p")
+    p.add_argument("--device", type=options.device, default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--quantize", choices=options.QUANTIZE, default="auto",
                    help="weight-only quantization at load (auto: a GGUF file's own precision, else none)")
-    p.add_argument("--json", help="write all numbers to this file")
+    p.add_argument("--json", metavar="FILE", help="write all numbers to this file")
 
 
 def run(args) -> int:
