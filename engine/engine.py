@@ -172,6 +172,8 @@ class Engine:
         if g.max_new_tokens >= self.context_len:
             raise SwitchboardError(f"max_new_tokens {g.max_new_tokens} leaves no room for the prompt: the model's "
                                    f"context holds {self.context_len} tokens")
+        for m in mix or ():  # before any event: a bad fixed mix is refused, not routed and then refused
+            self.bank.check(m or {})
         self._cancel.clear()
         self._cancel_rows.clear()
         self._notes = set()

@@ -147,10 +147,17 @@ class AdapterBank:
         return ("gathered", self.slot_version) if self.mode == "gathered" else ()
 
     # ---- switching ------------------------------------------------------------------------------
-    def _index(self, mix: dict[str, float]) -> tuple[list[int], list[float]]:
+    def check(self, mix: dict[str, float]):
+        """Refuse a mix naming an adapter the bank lacks, or with a weight that is not a number above 0."""
         unknown = [k for k in mix if k not in self.info]
         if unknown:
             raise AdapterError(f"unknown adapter {unknown[0]!r} in mix (loaded: {', '.join(self.names) or 'none'})")
+        bad = [(k, w) for k, w in mix.items() if not (isinstance(w, (int, float)) and 0 < w < float("inf"))]
+        if bad:
+            raise AdapterError(f"the weight of {bad[0][0]!r} in the mix must be a number above 0, got {bad[0][1]!r}")
+
+    def _index(self, mix: dict[str, float]) -> tuple[list[int], list[float]]:
+        self.check(mix)
         items = [(self.names.index(k), float(w)) for k, w in mix.items() if w != 0]
         return [i for i, _ in items], [w for _, w in items]
 

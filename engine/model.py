@@ -29,7 +29,15 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelError(f"device '{device}' was asked for but this PyTorch sees no CUDA GPU")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ModelError(f"unknown device '{device}': use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ModelError(f"device '{device}' does not exist: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if dev.type not in ("cpu", "cuda"):
+        raise ModelError(f"device '{device}' is not supported: use auto, cpu, cuda or cuda:N")
+    return dev
 
 
 def resolve_dtype(dtype: str, device: torch.device, cfg) -> torch.dtype:
