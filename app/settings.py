@@ -7,6 +7,7 @@ ORGANIZATION = "LoRA Switchboard"
 APPLICATION = "switchboard"
 DEVICES = ("auto", "cuda", "cpu")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
+QUANTIZE = ("auto", "none", "int8", "int4")  # Engine.load's quantize (auto: a GGUF file's own precision, else none)
 
 # key: (default, type)
 _FIELDS = {
@@ -14,6 +15,7 @@ _FIELDS = {
     "library_dir": ("", str),  # empty: app.paths.default_library_dir()
     "device": ("auto", str),
     "dtype": ("auto", str),
+    "quantize": ("auto", str),
 }
 # the GenerationSettings fields the window's Generation controls set, kept between runs (defaults: GenerationSettings)
 GENERATION = {"top_p": float, "max_adapters": int, "temperature": float, "max_new_tokens": int}
