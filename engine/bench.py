@@ -28,7 +28,7 @@ SHAPES = {
                        num_key_value_heads=2, intermediate_size=8960, vocab_size=151936, rope_theta=1000000.0,
                        max_position_embeddings=32768, tie_word_embeddings=True),
     "tiny": dict(model_type="llama", hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
-                 num_key_value_heads=2, intermediate_size=688, vocab_size=4096, max_position_embeddings=2048),
+                 num_key_value_heads=2, intermediate_size=688, vocab_size=4096, max_position_embeddings=8192),
 }
 
 
