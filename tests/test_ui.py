@@ -36,6 +36,7 @@ def router_path(tmp_path_factory, llama_adapters):
 
 @pytest.fixture
 def settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("SWITCHBOARD_DATA", str(tmp_path / "data"))  # saved conversations and presets
     monkeypatch.setattr(paths, "demo_available", lambda: False)
     monkeypatch.setattr(paths, "default_library_dir", lambda: tmp_path / "no-library")
     s = Settings(QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat))
@@ -338,7 +339,7 @@ def load_failed(name):
 
 def fill_settings():
     dialog = next(w for w in QApplication.topLevelWidgets() if isinstance(w, QDialog) and w.isVisible())
-    dialog.findChild(QLineEdit).setText(second)
+    dialog.findChild(QLineEdit, "modelDir").setText(second)
     dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.Ok).click()
 
 def when(condition, then):

@@ -11,7 +11,7 @@ from app import export
 from app.conversation import Conversation
 from engine.events import RoutingEvent
 from engine.generation import GenerationSettings
-from ui import colors, tinted_markdown
+from ui import colors, theme, tinted_markdown
 from ui.chat_pane import ChatPane, InputBox
 from ui.colors import adapter_color
 from ui.controls import Controls
@@ -40,7 +40,7 @@ def test_markdown_keeps_structure_and_every_sentence_keeps_its_characters(qapp):
             start = text.index(word)
             assert set(ids[start:start + len(word)]) == {10 + i}, (i, word)
     code = doc.findBlock(text.index("x = 1"))
-    assert code.blockFormat().background().color() == tinted_markdown.CODE_BACKGROUND
+    assert code.blockFormat().background().color() == QColor(theme.current().code_back)
 
 
 def test_markdown_tint_colours_each_sentence(qapp):
@@ -144,8 +144,8 @@ def test_controls_pin_and_mute_exclude_each_other(qtbot):
     controls.table.item(1, 2).setCheckState(Qt.Checked)   # mute b
     controls.table.item(0, 2).setCheckState(Qt.Checked)   # mute a: unpins it
     kw = controls.values()
-    assert kw == {"top_p": 0.7, "max_adapters": 2, "temperature": 0.5, "max_new_tokens": 64,
-                  "pinned": (), "muted": ("a", "b")}
+    assert kw == {"top_p": 0.7, "max_adapters": 2, "temperature": 0.5, "top_k": 0, "sample_top_p": 1.0,
+                  "repetition_penalty": 1.0, "max_new_tokens": 64, "pinned": (), "muted": ("a", "b")}
     controls.set_adapters(["b", "c"])  # b keeps its mute; a is gone
     assert controls.values()["muted"] == ("b",)
     controls.max_adapters.setValue(0)
@@ -191,7 +191,8 @@ def test_conversation_splits_sentences_by_routing_and_sentence_end():
     assert conv.first_sentence(2) == 2 and conv.where(3) == (2, 2, 2) and conv.where(1) == (1, 1, 2)
     assert conv.timeline() == ([{"math": 1.0}, {"code": 1.0}, {}, {}], [0, 2])
     conv.turns.pop()
-    assert conv.drop_last_reply() == "Add 2 and 3." and len(conv.turns) == 1  # regenerate answers it again
+    conv.truncate(1)  # regenerating reply 1 drops it (and all after it) and answers the user text again
+    assert conv.messages()[-1]["content"] == "Add 2 and 3." and len(conv.turns) == 1
 
 
 def test_export_json_and_markdown(tmp_path):
