@@ -21,15 +21,16 @@ class Opened:
 
 
 def open_engine(model_dir=None, *, library_dir=None, device="auto", dtype="auto", allow_pickle=False,
-                progress=None) -> Opened:
-    """model_dir None -> the demo (with its adapters and router). library_dir: adapter folders to load."""
+                quantize="auto", progress=None) -> Opened:
+    """model_dir None -> the demo (with its adapters and router); else a model folder or .gguf file.
+    library_dir: adapter folders to load. quantize: "auto" | "none" | "int8" | "int4" (see Engine.load)."""
     demo = model_dir is None
     if demo:
         if not demo_available():
             raise ModelError("no model folder is configured and the bundled demo is not installed: "
                              "choose a model folder (switchboard chat --model DIR, or Settings in the app)")
         model_dir = DEMO_DIR / "model"
-    engine = Engine.load(model_dir, device=device, dtype=dtype, allow_pickle=allow_pickle)
+    engine = Engine.load(model_dir, device=device, dtype=dtype, allow_pickle=allow_pickle, quantize=quantize)
     if demo:
         engine.model_name = "demo model"  # not its folder's name, `model`: exports and the library show this
     refused, colors, notes = [], {}, []
@@ -46,6 +47,6 @@ def open_engine(model_dir=None, *, library_dir=None, device="auto", dtype="auto"
             engine.add_adapter(path)
         engine.load_router(DEMO_DIR / "router.safetensors")
     what = "demo model" if demo else f"model {Path(model_dir).name}"
-    dtype_name = str(engine.model.lm_head.weight.dtype).removeprefix("torch.")
-    return Opened(engine, demo, f"{what} ({engine.device}, {dtype_name}, {plural(len(engine.adapters), 'adapter')})",
+    precision = str(engine.dtype).removeprefix("torch.") + (f", {engine.quantize} weights" if engine.quantize else "")
+    return Opened(engine, demo, f"{what} ({engine.device}, {precision}, {plural(len(engine.adapters), 'adapter')})",
                   refused, colors, notes)

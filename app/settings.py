@@ -7,6 +7,7 @@ ORGANIZATION = "LoRA Switchboard"
 APPLICATION = "switchboard"
 DEVICES = ("auto", "cuda", "cpu")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
+QUANTIZE = ("auto", "none", "int8", "int4")  # Engine.load's quantize (auto: a GGUF file's own precision, else none)
 APPEARANCES = ("system", "light", "dark")
 
 
@@ -25,6 +26,7 @@ _FIELDS = {
     "library_dir": ("", str),  # empty: app.paths.default_library_dir()
     "device": ("auto", str),
     "dtype": ("auto", str),
+    "quantize": ("auto", str),
     "system_prompt": ("", str),  # a new conversation's
     "appearance": ("system", str),  # one of APPEARANCES; "system" follows the desktop's light or dark setting
     # the local server (app/server) the app runs while it is open

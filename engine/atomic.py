@@ -50,7 +50,10 @@ def write_json(path, obj):
 
 
 def json_bytes(obj) -> bytes:
-    return json.dumps(obj, indent=1, ensure_ascii=False).encode("utf-8")
+    try:
+        return json.dumps(obj, indent=1, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate read from a hand-edited record: kept, as a \ud800 escape
+        return json.dumps(obj, indent=1).encode("ascii")
 
 
 def write_new(path, data: bytes):

@@ -23,12 +23,16 @@ class Engine:
         self.model, self.tokenizer, self.hf_config = model, tokenizer, hf_config
         self.model_dir = model_dir
         self.model_name = model_dir.name
-        self.device = model.lm_head.weight.device
+        self.device, self.dtype = model.device, model.dtype   # where the head runs, the compute dtype
+        self.quantize = getattr(model, "quantize", None)   # None | "int8" | "int4": weight-only, see engine/quant.py
+        if self.quantize and strategy == "merged":
+            raise SwitchboardError(f"strategy 'merged' writes adapters into float weights; this {self.quantize} model "
+                                   "applies them unmerged (strategy 'gathered' or 'auto')")
         self.bank = AdapterBank(model)
         self.router = None
         self.strategy = strategy                # "auto" | "merged" | "gathered"
         self.context_len = hf_config.max_position_embeddings
-        self.eos_ids = _eos_ids(tokenizer, model_dir)
+        self.eos_ids = _eos_ids(tokenizer, model_dir, hf_config)
         self.decoder = Decoder(self.device)
         self._cancel = threading.Event()
         self._cancel_rows: set[int] = set()     # rows of the running generate_rows to stop (see cancel)
@@ -43,8 +47,10 @@ class Engine:
 
     @classmethod
     def load(cls, model_dir, device: str = "auto", dtype: str = "auto", allow_pickle: bool = False,
-             strategy: str = "auto") -> "Engine":
-        model, tokenizer, cfg = load_model(model_dir, device, dtype, allow_pickle)
+             strategy: str = "auto", quantize: str | None = "auto") -> "Engine":
+        """model_dir: a Hugging Face folder or a .gguf file. quantize: None, "int8", "int4", or "auto" (a GGUF
+        file's own precision: int4 for 4-bit files, int8 for 5- to 8-bit ones; none for float weights)."""
+        model, tokenizer, cfg = load_model(model_dir, device, dtype, allow_pickle, quantize)
         return cls(model, tokenizer, cfg, Path(model_dir).expanduser(), strategy)
 
     # ---- adapters and router ---------------------------------------------------------------------
@@ -99,6 +105,8 @@ class Engine:
         self._mix_key = key
 
     def _use_gathered(self) -> bool:
+        if self.quantize:
+            return True  # integer weights cannot take a merge
         if self.strategy != "auto":
             return self.strategy == "gathered"
         if self.device.type != "cuda" or self.bank.mode == "merged":
@@ -166,6 +174,8 @@ class Engine:
         if g.max_new_tokens >= self.context_len:
             raise SwitchboardError(f"max_new_tokens {g.max_new_tokens} leaves no room for the prompt: the model's "
                                    f"context holds {self.context_len} tokens")
+        for m in mix or ():  # before any event: a bad fixed mix is refused, not routed and then refused
+            self.bank.check(m or {})
         self._cancel.clear()
         self._cancel_rows.clear()
         self._notes = set()
@@ -298,7 +308,7 @@ class Engine:
         if self.device.type != "cuda" or self.model.cache_shape[1] > self.context_len:
             return self.context_len
         a = self.model.args
-        per_token = 2 * a.n_layers * a.n_kv_heads * a.head_dim * self.model.lm_head.weight.element_size()
+        per_token = 2 * a.n_layers * a.n_kv_heads * a.head_dim * self.dtype.itemsize
         held = self.model.cache_shape[0] * self.model.cache_shape[1] * per_token   # freed if reallocated
         # room for the prefill's activations of the longest prompt (~3 hidden, 3 MLP and 4 attention widths)
         activations = self.context_len * (3 * a.dim + 3 * a.intermediate_size + 4 * a.n_heads * a.head_dim) * 2
@@ -427,12 +437,12 @@ def free_bytes(device) -> int:
     return int(min(free + unused, limit))
 
 
-def _eos_ids(tokenizer, model_dir: Path) -> set[int]:
+def _eos_ids(tokenizer, model_dir: Path, hf_config) -> set[int]:
     if tokenizer is None:  # a benchmark model built from a shape: token ids only
         return set()
     ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
     try:  # generation_config.json may name more end tokens (Llama 3: <|eot_id|> besides <|end_of_text|>)
         eos = json.loads((model_dir / "generation_config.json").read_text(encoding="utf-8")).get("eos_token_id")
-    except (OSError, ValueError, AttributeError):
-        return ids  # none, or unreadable: the tokenizer's EOS is all there is
+    except (OSError, ValueError, AttributeError):  # none, or unreadable: the config's (a GGUF file's end tokens)
+        eos = getattr(hf_config, "eos_token_id", None)
     return ids | {int(e) for e in (eos if isinstance(eos, list) else [eos]) if isinstance(e, int)}

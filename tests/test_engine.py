@@ -211,3 +211,22 @@ def test_engine_never_imports_qt():
             "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'PyQt5', 'PyQt6', 'pyqtgraph')]\n"
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_bad_fixed_mix_is_refused_before_any_event(llama):
+    from engine import AdapterError
+
+    for mix, message in (({"nosuch": 1.0}, "nosuch"), ({}, None)):
+        if message is None:  # an empty mix is the base model
+            assert isinstance(next(iter(llama.generate([{"role": "user", "content": "hi"}], mix=mix,
+                                                       max_new_tokens=8))), RoutingEvent)
+            continue
+        with pytest.raises(AdapterError, match=message):
+            next(iter(llama.generate([{"role": "user", "content": "hi"}], mix=mix, max_new_tokens=8)))
+
+
+@pytest.mark.parametrize("device,message", [("bogus", "unknown device"), ("mps", "not supported"),
+                                            ("cuda:7", "CUDA")])
+def test_bad_devices_are_refused_clearly(llama_dir, device, message):
+    with pytest.raises(ModelError, match=message):
+        Engine.load(llama_dir, device=device)

@@ -11,7 +11,8 @@ def add_parser(sub):
     p = sub.add_parser("eval", help="composite-task evaluation: base, uniform merge, routed, single-LoRA oracle",
                        description="Decode every task's prompts (mixed and shuffled, in batches) four ways and "
                                    "score exact match, BLEU and ROUGE-L. Defaults: the bundled demo.")
-    p.add_argument("--model", type=options.folder, metavar="DIR", help="model folder (default: the demo model)")
+    p.add_argument("--model", type=options.model, metavar="DIR|FILE.gguf",
+                   help="model folder or .gguf file (default: the demo model)")
     p.add_argument("--library", type=options.folder, metavar="DIR",
                    help="adapter library with a trained router (default: the demo's)")
     p.add_argument("--tasks", type=options.folder, metavar="DIR",
@@ -23,6 +24,8 @@ def add_parser(sub):
     p.add_argument("--top-p", type=options.setting("top_p", options.number), default=0.8, metavar="P",
                    help="routing top-p")
     p.add_argument("--device", type=options.device, default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--quantize", choices=options.QUANTIZE, default="auto",
+                   help="weight-only quantization at load (auto: a GGUF file's own precision, else none)")
     p.add_argument("--json", metavar="FILE", help="write all numbers to this file")
 
 
@@ -32,7 +35,7 @@ def run(args) -> int:
     from engine import evaluate
 
     try:
-        opened = open_engine(args.model, library_dir=args.library, device=args.device)
+        opened = open_engine(args.model, library_dir=args.library, device=args.device, quantize=args.quantize)
         print(f"[{opened.description}]", file=sys.stderr)
         tasks = evaluate.load_tasks(args.tasks or DEMO_DIR / "tasks", opened.engine.adapters)
 

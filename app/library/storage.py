@@ -221,7 +221,8 @@ class Storage:
         except (ValueError, RecursionError) as e:
             meta = e
         if not isinstance(meta, dict):
-            raise LibraryError(f"{printable(path)} is damaged ({meta}); fix it by hand or remove the adapter")
+            why = meta if isinstance(meta, Exception) else f"not a JSON object: {printable(repr(meta))[:80]}"
+            raise LibraryError(f"{printable(path)} is damaged ({why}); fix it by hand or remove the adapter")
         meta.update(changes)
         atomic.write_json(path, meta)
 
