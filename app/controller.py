@@ -23,7 +23,7 @@ from .plural import plural
 from .presets import Presets
 from .presets_controller import PresetsController
 from .server_controller import ServerController
-from .settings import APPEARANCES, DEVICES, DTYPES, Settings
+from .settings import APPEARANCES, DEVICES, DTYPES, QUANTIZE, Settings
 from .worker import EngineWorker, ModelInfo
 from .worker_signals import WorkerSignals
 from ui import colors, theme
@@ -35,7 +35,7 @@ NO_MODEL_TEXT = ("LoRA Switchboard needs a local Hugging Face model folder (conf
 BASE_NOTE = "Base model for this sentence: no router is loaded and no adapter is pinned."
 FRAME_MS = 30  # streamed text and routing redraw at most this often (~33 frames/s)
 MESSAGE_MS = 15000
-MODEL_KEYS = {"model_dir", "library_dir", "device", "dtype"}
+MODEL_KEYS = {"model_dir", "library_dir", "device", "dtype", "quantize"}
 SERVER_KEYS = {"server_enabled", "server_host", "server_port", "server_api_key"}
 SETTINGS_KEYS = (*MODEL_KEYS, "system_prompt", "appearance", *SERVER_KEYS)
 CONTINUABLE = ("length", "cancel")  # a reply that stopped for these can be continued
@@ -147,7 +147,8 @@ class Controller(QObject):
         self._update_status()
         self.window.chat.show_empty("Loading model…", model_dir or "the bundled demo model")
         future = self.worker.load_model(model_dir, self.settings.device, self.settings.dtype,
-                                        library_dir=str(library) if model_dir and library.is_dir() else None)
+                                        library_dir=str(library) if model_dir and library.is_dir() else None,
+                                        quantize=self.settings.quantize)
         self.run(future, self._loaded, self._load_failed)
 
     def library_dir(self) -> Path:
@@ -158,7 +159,8 @@ class Controller(QObject):
         current = {key: getattr(self.settings, key) for key in SETTINGS_KEYS}
         values = self.window.ask_settings(current, {"default_library": str(paths.default_library_dir()),
                                                     "devices": DEVICES, "dtypes": DTYPES,
-                                                    "appearances": APPEARANCES}, page)
+                                                    "quantize": QUANTIZE, "appearances": APPEARANCES,
+                                                    "is_loopback": _is_loopback}, page)
         if values is None:
             return
         if values["library_dir"] != self.settings.library_dir:
@@ -208,7 +210,8 @@ class Controller(QObject):
         status = name
         if info:
             router = "router" if info.router else "no router"
-            status = f"{name} · {info.device} · {plural(len(info.adapters), 'adapter')} · {router}"
+            weights = f" · {info.quantize} weights" if info.quantize else ""
+            status = f"{name} · {info.device}{weights} · {plural(len(info.adapters), 'adapter')} · {router}"
         self.window.status_model.setText(status)
         self.window.setWindowTitle(f"LoRA Switchboard — {name}" if info or self.demo else "LoRA Switchboard")
         self.window.set_state(self.generating, info is not None)
@@ -258,7 +261,10 @@ class Controller(QObject):
 
     def _send(self, text: str):
         self.conv.add_user(text)
-        self._render_turn(len(self.conv.turns) - 1)
+        last = len(self.conv.turns) - 1
+        if last > 0:
+            self._render_turn(last - 1)  # the reply before it is no longer the last: it offers Continue no more
+        self._render_turn(last)
         self._conversation_changed()
         self._generate()
 
@@ -440,3 +446,9 @@ class Controller(QObject):
         self.settings.sync()
         self.server.stop()    # its requests end first: they wait on the worker
         self.worker.stop()    # cancels a running generation and waits for the thread
+
+
+def _is_loopback(host: str) -> bool:
+    from .server import is_loopback  # the HTTP stack: only when Settings asks
+
+    return is_loopback(host)

@@ -47,6 +47,7 @@ class ModelInfo:
     router: bool               # a router is loaded
     demo: bool                 # the bundled demo model (with its own adapters and router)
     context_len: int = 0       # tokens the model's context holds
+    quantize: str | None = None  # "int8" | "int4": the base weights' quantization; None: the float weights
 
 
 @dataclass(frozen=True)
@@ -120,9 +121,10 @@ class EngineWorker:
 
     # ---- commands (any thread) ----
     def load_model(self, model_dir: str | None, device: str = "auto", dtype: str = "auto",
-                   library_dir: str | None = None) -> Future:
-        """model_dir None: the bundled demo with its adapters and router. library_dir: the adapters to load."""
-        return self._put("load_model", lambda: self._load_model(model_dir, device, dtype, library_dir))
+                   library_dir: str | None = None, quantize: str = "auto") -> Future:
+        """model_dir None: the bundled demo with its adapters and router; else a model folder or .gguf file.
+        library_dir: the adapters to load. quantize: "auto" | "none" | "int8" | "int4" (Engine.load's)."""
+        return self._put("load_model", lambda: self._load_model(model_dir, device, dtype, library_dir, quantize))
 
     def warm_up(self) -> Future:
         """Short replies that capture the decode graphs, so the first message is answered at once; on a GPU the
@@ -207,7 +209,8 @@ class EngineWorker:
     def _report_model(self):
         engine = self._engine
         info = None if engine is None else ModelInfo(engine.model_name, str(engine.device), tuple(engine.adapters),
-                                                     engine.router is not None, self._demo, engine.context_len)
+                                                     engine.router is not None, self._demo, engine.context_len,
+                                                     engine.quantize)
         if info != self._info:
             self._info = info
             self.report(ModelChanged(info))
@@ -217,7 +220,7 @@ class EngineWorker:
             raise ModelError(NO_MODEL)
         return self._engine
 
-    def _load_model(self, model_dir, device, dtype, library_dir) -> Loaded:
+    def _load_model(self, model_dir, device, dtype, library_dir, quantize) -> Loaded:
         self.report(Progress(f"Loading {Path(model_dir).name if model_dir else 'the demo model'}…"))
         self._engine = None  # free the old model's memory before the new one loads
         from app.loading import open_engine  # imports torch: on this thread, not at start-up
@@ -225,7 +228,8 @@ class EngineWorker:
         def adapters(done, total, name):
             self.report(Progress(f"Loading adapter {name} ({done}/{total})…", done / total))
 
-        opened = open_engine(model_dir, library_dir=library_dir, device=device, dtype=dtype, progress=adapters)
+        opened = open_engine(model_dir, library_dir=library_dir, device=device, dtype=dtype, quantize=quantize,
+                             progress=adapters)
         self._engine, self._demo = opened.engine, opened.demo
         return Loaded([(str(path), reason) for path, reason in opened.refused], opened.colors, opened.notes)
 

@@ -26,7 +26,7 @@ QPlainTextEdit:focus { border-color: $accent; }
 #sendButton:disabled { background: $accent_off; }
 #sendButton[stop="true"] { background: $stop; }
 QStatusBar QLabel, QStatusBar QToolButton { color: $heading; padding: 0 6px; }
-#serverAddress[failed="true"] { color: $error; }
+#serverAddress[failed="true"], #serverProblem { color: $error; }
 
 #libraryPanel { background: $window; }
 #dropZone { border: 2px dashed $input_border; border-radius: 10px; background: $surface; }
