@@ -245,6 +245,12 @@ def test_the_bundled_demo_opens_by_default_and_says_so(qtbot, settings, tmp_path
     # the input suggests what the demo can answer
     hint = window.chat.input.placeholderText()
     assert hint == "Demo model: it knows a few small tasks. Try: Reverse the word 'garden'."
+    # an export names the demo model as the window does, not by its folder's name
+    app.conv.add_user("Reverse the word 'garden'.")
+    target = tmp_path / "demo-chat.md"
+    monkeypatch.setattr(main_window.QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), "Markdown (*.md)"))
+    app.export_conversation()
+    assert "Model: `demo model`" in target.read_text(encoding="utf-8")
 
 
 def test_export_writes_the_conversation_with_its_routing(qtbot, app, tmp_path, monkeypatch):

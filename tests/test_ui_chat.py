@@ -223,3 +223,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_a_quantized_model_is_named_in_the_status_bar_with_its_adapter_in_the_singular(qtbot, settings, llama_dir,
+                                                                                        llama_adapters):
+    settings.quantize = "int8"  # Settings > Model > Quantization
+    app = make_app(qtbot, settings)
+    app.open_default_model(str(llama_dir))
+    wait_idle(qtbot, app)
+    name, path = next(iter(llama_adapters.items()))
+    app.run(app.worker.submit("add_adapter", lambda e: e.add_adapter(path, name=name)), lambda _: None)
+    wait_idle(qtbot, app)
+    assert app.model.quantize == "int8"
+    assert app.window.status_model.text() == f"{llama_dir.name} · cpu · int8 weights · 1 adapter · no router"
+    app.window.controls.max_new_tokens.setValue(4)
+    send(qtbot, app, "Hi")
+    reply_done(qtbot, app)
+    assert app.conv.turns[1].stats["tokens"] >= 1

@@ -82,10 +82,14 @@ def use(appearance: str):
     _apply(force=True)
 
 
+def desktop_scheme() -> Qt.ColorScheme:
+    """The desktop's colour scheme as Qt's platform theme reports it (Unknown where it cannot tell: light)."""
+    return QGuiApplication.styleHints().colorScheme()
+
+
 def _apply(force: bool = False):
     appearance = _state["appearance"]
-    dark = appearance == "dark" or (appearance == "system" and
-                                    QGuiApplication.styleHints().colorScheme() == Qt.ColorScheme.Dark)
+    dark = appearance == "dark" or (appearance == "system" and desktop_scheme() == Qt.ColorScheme.Dark)
     theme = DARK if dark else LIGHT
     changed = theme is not _state["theme"]
     if not changed and not force:
