@@ -3,7 +3,7 @@
 A passive view: it lists the rows it is given and asks for every change through its signals."""
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QHBoxLayout, QInputDialog, QLabel, QLineEdit, QListWidget, QListWidgetItem, QMenu,
-                               QMessageBox, QPushButton, QVBoxLayout, QWidget)
+                               QMessageBox, QToolButton, QVBoxLayout, QWidget)
 
 ID_ROLE = Qt.UserRole
 
@@ -18,7 +18,7 @@ class ConversationList(QWidget):
     def __init__(self):
         super().__init__(objectName="conversationList")
         title = QLabel("Conversations", objectName="panelTitle")
-        self.new = QPushButton("New", toolTip="Start a new conversation (Ctrl+N)")
+        self.new = QToolButton(text="New", toolTip="Start a new conversation (Ctrl+N)")  # compact: the title fits
         self.new.clicked.connect(self.newRequested)
         self.search = QLineEdit(placeholderText="Search conversations", clearButtonEnabled=True)
         self.search.textChanged.connect(self.searchChanged)

@@ -55,6 +55,15 @@ QLineEdit:focus { border-color: $accent; }
                              text-align: center; height: 16px; }
 #libraryPanel QProgressBar::chunk { background: $accent; border-radius: 4px; }
 
+QScrollBar:vertical { background: transparent; width: 10px; margin: 0; }
+QScrollBar:horizontal { background: transparent; height: 10px; margin: 0; }
+QScrollBar::handle { background: $input_border; border-radius: 4px; margin: 1px; }
+QScrollBar::handle:vertical { min-height: 24px; }
+QScrollBar::handle:horizontal { min-width: 24px; }
+QScrollBar::handle:hover { background: $muted; }
+QScrollBar::add-line, QScrollBar::sub-line { width: 0; height: 0; }
+QScrollBar::add-page, QScrollBar::sub-page { background: transparent; }
+
 #notice { border-radius: 6px; padding: 6px 8px; }
 #notice[kind="info"] { color: $info; background: $info_back; border: 1px solid $info_border; }
 #notice[kind="warn"] { color: $warn; background: $warn_back; border: 1px solid $warn_border; }
