@@ -24,7 +24,7 @@ class Engine:
         self.model_dir = model_dir
         self.model_name = model_dir.name
         self.device, self.dtype = model.device, model.dtype   # where the head runs, the compute dtype
-        self.quantize = getattr(model, "quantize", None)   # None | "int8" | "int4": weight-only, see engine/quant.py
+        self.quantize = model.quantize   # None | "int8" | "int4": weight-only, see engine/quant.py
         if self.quantize and strategy == "merged":
             raise SwitchboardError(f"strategy 'merged' writes adapters into float weights; this {self.quantize} model "
                                    "applies them unmerged (strategy 'gathered' or 'auto')")

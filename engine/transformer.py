@@ -199,6 +199,7 @@ class Transformer(nn.Module):
         self.register_buffer("rope", torch.empty(0), persistent=False)   # rope_table(slots), on the first device
         # kind -> [(first layer, [n, out, in] row slice of a fused stack)], filled by engine/model.py's build
         self.kind_stacks: dict[str, list[tuple[int, torch.Tensor]]] = {}
+        self.quantize: str | None = None  # "int8" | "int4": weight-only linears (engine/quant.py), set by build
         self.caches: list[tuple[torch.Tensor, torch.Tensor]] = []   # per layer (k, v): (B, nkv, S_alloc, hd)
         self.cache_shape = (0, 0)  # (batch, slots) of the allocated KV caches
         self.cache_version = 0     # bumped when the caches are reallocated (captured graphs point at them)

@@ -292,3 +292,14 @@ def test_bench_prints_no_library_warnings():
     assert out.returncode == 0, out.stderr
     assert "Warning" not in out.stderr and "warn" not in out.stderr, out.stderr
     assert "round 1/1" in out.stderr and "PEFT, cat-mix of 3 adapters" in out.stdout
+
+
+def test_compiled_kernels_are_kept_in_the_app_cache_folder(tmp_path, monkeypatch):
+    from app import paths
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "")  # restored after the test, whatever it was
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    monkeypatch.setenv("SWITCHBOARD_DATA", str(tmp_path))
+    assert paths.use_compile_cache() == tmp_path / "cache" / "inductor"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))  # the user's own choice wins
+    assert paths.use_compile_cache() == tmp_path / "mine"

@@ -49,12 +49,15 @@ def test_fused_logits_equal_the_dequantized_reference_on_cuda(llama_dir, llama_a
     eng = Engine.load(llama_dir, device="cuda", dtype="float32", quantize=kind)
     for name, path in llama_adapters.items():
         eng.add_adapter(path, name=name)
-    hf = AutoModelForCausalLM.from_pretrained(llama_dir, dtype=torch.float32).cuda().eval()
+    def hf():
+        return AutoModelForCausalLM.from_pretrained(llama_dir, dtype=torch.float32).cuda().eval()
+
     names = list(llama_adapters)
-    peft_model = PeftModel.from_pretrained(hf, llama_adapters[names[0]], adapter_name=names[0])
+    # PEFT wraps the model it is given in place: the reference starts from a model of its own
+    peft_model = PeftModel.from_pretrained(hf(), llama_adapters[names[0]], adapter_name=names[0])
     for n in names[1:]:
         peft_model.load_adapter(llama_adapters[n], adapter_name=n)
-    reference = dequantized_hf(hf, eng)
+    reference = dequantized_hf(hf(), eng)
     ids = torch.randint(0, 300, (2, 13), device="cuda", generator=torch.Generator("cuda").manual_seed(2))
     for mix in MIXES:
         assert rel_err(eng.logits(ids, mix), reference_logits(reference, peft_model, ids, mix)) <= tol, mix
