@@ -53,3 +53,8 @@ def use_compile_cache() -> Path:
 
 def default_library_dir() -> Path:
     return user_data_dir() / "library"
+
+
+def log_file() -> Path:
+    """The app's log: failures with their tracebacks, kept for a bug report."""
+    return user_data_dir() / "logs" / "switchboard.log"

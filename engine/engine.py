@@ -139,15 +139,17 @@ class Engine:
         else:
             self._cancel_rows.add(row)
 
-    def generate(self, messages, settings: GenerationSettings | None = None, *, mix=None, route=None, **changes):
+    def generate(self, messages, settings: GenerationSettings | None = None, *, mix=None, route=None,
+                 continue_reply: bool = False, **changes):
         """Stream one assistant reply: RoutingEvent before every sentence, TokenEvents, then a DoneEvent.
         `messages`: [{role, content}, ...], or a str: a raw prompt continued as it is (no chat template).
+        continue_reply: the last message is the assistant's reply so far, which this one continues.
 
         `settings` (GenerationSettings; keyword `changes` override its fields) say how to route, sample and stop.
         The mix for each sentence comes from `mix` (fixed {name: weight}), else `route(context, sentence)` (a
         callback returning {name: weight} or a RoutingEvent), else the loaded router, else the base model."""
         yield from self.generate_rows([messages], settings, mix=None if mix is None else [mix], route=route,
-                                      **changes)
+                                      continue_reply=continue_reply, **changes)
 
     def generate_batch(self, conversations, settings: GenerationSettings | None = None, *, mixes=None, route=None,
                        **changes) -> list[dict]:
@@ -167,7 +169,7 @@ class Engine:
 
     @torch.inference_mode()
     def generate_rows(self, conversations, settings: GenerationSettings | None = None, *, mix=None, route=None,
-                      **changes):
+                      continue_reply: bool = False, **changes):
         g = (settings or GenerationSettings()).with_(**changes)
         if g.max_new_tokens >= self.context_len:
             raise SwitchboardError(f"max_new_tokens {g.max_new_tokens} leaves no room for the prompt: the model's "
@@ -180,7 +182,8 @@ class Engine:
         t_start = time.perf_counter()
         if g.seed is not None:
             torch.manual_seed(g.seed)
-        prompts = [build_prompt(self.tokenizer, c, self.context_len - g.max_new_tokens) for c in conversations]
+        prompts = [build_prompt(self.tokenizer, c, self.context_len - g.max_new_tokens, continue_reply)
+                   for c in conversations]
         streams = [_Stream(self, c, p, g.stop) for c, (p, _) in zip(conversations, prompts)]
         try:
             yield from self._generate(prompts, streams, g, self._router_fn(route, g), mix, t_start)

@@ -36,6 +36,7 @@ def router_path(tmp_path_factory, llama_adapters):
 
 @pytest.fixture
 def settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("SWITCHBOARD_DATA", str(tmp_path / "data"))  # saved conversations and presets
     monkeypatch.setattr(paths, "demo_available", lambda: False)
     monkeypatch.setattr(paths, "default_library_dir", lambda: tmp_path / "no-library")
     s = Settings(QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat))
@@ -244,6 +245,12 @@ def test_the_bundled_demo_opens_by_default_and_says_so(qtbot, settings, tmp_path
     # the input suggests what the demo can answer
     hint = window.chat.input.placeholderText()
     assert hint == "Demo model: it knows a few small tasks. Try: Reverse the word 'garden'."
+    # an export names the demo model as the window does, not by its folder's name
+    app.conv.add_user("Reverse the word 'garden'.")
+    target = tmp_path / "demo-chat.md"
+    monkeypatch.setattr(main_window.QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), "Markdown (*.md)"))
+    app.export_conversation()
+    assert "Model: `demo model`" in target.read_text(encoding="utf-8")
 
 
 def test_export_writes_the_conversation_with_its_routing(qtbot, app, tmp_path, monkeypatch):
@@ -338,7 +345,7 @@ def load_failed(name):
 
 def fill_settings():
     dialog = next(w for w in QApplication.topLevelWidgets() if isinstance(w, QDialog) and w.isVisible())
-    dialog.findChild(QLineEdit).setText(second)
+    dialog.findChild(QLineEdit, "modelDir").setText(second)
     dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.Ok).click()
 
 def when(condition, then):

@@ -3,15 +3,14 @@ import zlib
 
 from PySide6.QtGui import QBrush, QColor
 
-# 20 qualitative colours that stay readable as bars on white and as light tints behind text.
+from ui import theme
+
+# 20 qualitative colours that stay readable as bars on white or dark grey, and as tints behind text.
 PALETTE = [
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
     "#9c755f", "#a0cbe8", "#8cd17d", "#d37295", "#499894", "#7b66d2", "#c85200", "#2f4b7c",
     "#bcbd22", "#17becf", "#8c564b", "#f1ce63",
 ]
-BASE = QColor("#b8bec7")      # the base model (no adapter selected)
-UNSELECTED = QColor("#d5d9df")  # chart bars the top-p cut dropped
-TINT_ALPHA = 60               # of 255: sentence backgrounds stay readable under dark text
 
 _assigned: dict[str, int] = {}  # palette slot of each adapter in the current bank (see assign)
 _chosen: dict[str, str] = {}    # colours the user picked in the library ("#rrggbb"), which win over the palette
@@ -59,8 +58,18 @@ def adapter_brush(name: str) -> QBrush:
     return brush
 
 
+def base_brush() -> QBrush:
+    """The base model's bars (no adapter selected)."""
+    return QBrush(QColor(theme.current().base_bar))
+
+
+def dropped_brush() -> QBrush:
+    """Chart bars of the adapters the top-p cut dropped."""
+    return QBrush(QColor(theme.current().dropped_bar))
+
+
 def tint(name: str | None) -> QColor:
-    """Background for a sentence led by adapter `name` (None: base model)."""
-    color = adapter_color(name) if name else QColor(BASE)
-    color.setAlpha(TINT_ALPHA)
+    """Background for a sentence led by adapter `name` (None: base model), light enough for the theme's text."""
+    color = adapter_color(name) if name else QColor(theme.current().base_bar)
+    color.setAlpha(theme.current().tint_alpha)
     return color
