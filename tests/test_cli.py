@@ -107,7 +107,7 @@ def test_chat_explains_a_bad_model_folder(tmp_path, capsys):
     (["bench", "--runs", "0"], "argument --runs: must be at least 1"),
     (["bench", "--new", "1"], "argument --new: must be at least 2"),
     (["bench", "--new", "8"], "--new must be more than 20 with adapters"),
-    (["bench", "--adapters", "0", "--prompt", "2000", "--new", "100"], "do not fit the tiny shape's context of 2048"),
+    (["bench", "--adapters", "0", "--prompt", "8000", "--new", "300"], "do not fit the tiny shape's context of 8192"),
     (["bench", "--targets", "q_proj,qq_proj"], "--targets: unknown module kind(s) 'qq_proj'"),
     (["bench", "--device", "bogus"], "unknown device 'bogus'"),
     (["bench", "--library", "--adapters", "0"], "--adapters must be at least 1"),
