@@ -6,6 +6,7 @@ import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
+from app import paths
 from app.commands.options import Parser, app_parser
 
 COMMANDS = ["chat", "library", "router", "eval", "bench", "serve", "install_desktop_entry"]
@@ -50,6 +51,7 @@ def no_display() -> str | None:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    paths.use_compile_cache()  # before anything compiles
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         app_parser().parse_args(argv)  # a typo is an error here, not a silent demo
         problem = no_display()

@@ -35,6 +35,12 @@ class Turn:
 class Conversation:
     def __init__(self):
         self.turns: list[Turn] = []
+        self._earlier_tokens = 0  # tokens of a continued reply before the part now generated
+
+    @property
+    def replying(self) -> bool:
+        """The last turn is an assistant reply that has not finished (no stats yet)."""
+        return bool(self.turns) and self.turns[-1].role == "assistant" and not self.turns[-1].stats
 
     def add_user(self, text: str) -> Turn:
         turn = Turn("user", [Sentence(text, closed=True)])
@@ -44,11 +50,25 @@ class Conversation:
     def start_assistant(self, settings: GenerationSettings) -> Turn:
         turn = Turn("assistant", settings=settings)
         self.turns.append(turn)
+        self._earlier_tokens = 0
         return turn
 
-    def messages(self) -> list[dict]:
-        """Engine input: the turns so far (taken before the new assistant turn starts)."""
-        return [{"role": t.role, "content": t.text} for t in self.turns]
+    def resume_assistant(self, settings: GenerationSettings) -> Turn:
+        """Go on with the last reply (cut off by max tokens or a Stop): its next sentences are appended to it."""
+        turn = self.turns[-1]
+        self._earlier_tokens = turn.stats.get("tokens", 0)
+        turn.settings, turn.stats = settings, {}
+        return turn
+
+    def messages(self, system_prompt: str = "") -> list[dict]:
+        """Engine input: the system prompt (if any) and the turns so far (taken before a new assistant turn
+        starts; for a continued reply, with it)."""
+        system = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
+        return system + [{"role": t.role, "content": t.text} for t in self.turns]
+
+    def truncate(self, n_turns: int):
+        """Keep the first `n_turns` turns (an edited message or a regenerated reply drops what came after)."""
+        del self.turns[n_turns:]
 
     def on_routing(self, event: RoutingEvent) -> Sentence:
         """A routing event for the live assistant turn: the next sentence starts under this mix."""
@@ -68,13 +88,7 @@ class Conversation:
         sentences[-1].closed = sentence_end
 
     def finish(self, stats: dict):
-        self.turns[-1].stats = dict(stats)
-
-    def drop_last_reply(self) -> str | None:
-        """Remove the last assistant turn (for regenerate); returns the user text it answered."""
-        if self.turns and self.turns[-1].role == "assistant":
-            self.turns.pop()
-        return self.turns[-1].text if self.turns and self.turns[-1].role == "user" else None
+        self.turns[-1].stats = {**stats, "tokens": stats.get("tokens", 0) + self._earlier_tokens}
 
     def routed_sentences(self) -> list[tuple[int, int, Sentence]]:
         """(turn index, sentence index, sentence) for every assistant sentence, in order: the timeline's bars."""

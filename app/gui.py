@@ -9,6 +9,7 @@ from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
+from app import log, paths
 from app.commands.options import app_parser
 from app.icon import APP_ID, ICON_DIR, SIZES
 from app.settings import APPLICATION, ORGANIZATION, Settings
@@ -20,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     args = app_parser().parse_args(argv)  # an unknown flag is an error (it used to go to Qt, silently)
 
     app = application()
+    log.start(paths.log_file())
     from app.controller import Controller  # after QApplication: pyqtgraph reads the app's settings on import
 
     controller = Controller(Settings(QSettings()))

@@ -23,19 +23,20 @@ class Opened:
 
 
 def open_engine(model_dir=None, *, library_dir=None, device="auto", dtype="auto", allow_pickle=False,
-                progress=None, notify=None) -> Opened:
-    """model_dir None -> the demo model. library_dir: the adapter library to load (with its router). The demo
-    with a library folder that is not there yet or empty (first start) installs the demo's adapters, examples and
-    router into it first (app/demo_library.py); the demo without a library loads its own bundled adapters and
-    router. progress(done, total, name) after each library adapter loads; notify(message) before each step of
-    installing the demo."""
+                quantize="auto", progress=None, notify=None) -> Opened:
+    """model_dir None -> the demo model; else a model folder or .gguf file. library_dir: the adapter library to
+    load (with its router). The demo with a library folder that is not there yet or empty (first start) installs
+    the demo's adapters, examples and router into it first (app/demo_library.py); the demo without a library loads
+    its own bundled adapters and router. quantize: "auto" | "none" | "int8" | "int4" (see Engine.load).
+    progress(done, total, name) after each library adapter loads; notify(message) before each step of installing
+    the demo."""
     demo = model_dir is None
     if demo:
         if not demo_available():
             raise ModelError("no model folder is configured and the bundled demo is not installed: "
                              "choose a model folder (switchboard chat --model DIR, or Settings in the app)")
         model_dir = DEMO_DIR / "model"
-    engine = Engine.load(model_dir, device=device, dtype=dtype, allow_pickle=allow_pickle)
+    engine = Engine.load(model_dir, device=device, dtype=dtype, allow_pickle=allow_pickle, quantize=quantize)
     if demo:
         engine.model_name = "demo model"  # not its folder's name, `model`: exports and the library show this
     refused, colors, notes, installed = [], {}, [], None
@@ -56,6 +57,6 @@ def open_engine(model_dir=None, *, library_dir=None, device="auto", dtype="auto"
             engine.add_adapter(path)
         engine.load_router(DEMO_DIR / "router.safetensors")
     what = "demo model" if demo else f"model {Path(model_dir).name}"
-    dtype_name = str(engine.model.lm_head.weight.dtype).removeprefix("torch.")
-    return Opened(engine, demo, f"{what} ({engine.device}, {dtype_name}, {plural(len(engine.adapters), 'adapter')})",
+    precision = str(engine.dtype).removeprefix("torch.") + (f", {engine.quantize} weights" if engine.quantize else "")
+    return Opened(engine, demo, f"{what} ({engine.device}, {precision}, {plural(len(engine.adapters), 'adapter')})",
                   refused, colors, notes, installed)

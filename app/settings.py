@@ -8,6 +8,19 @@ ORGANIZATION = "LoRA Switchboard"
 APPLICATION = "switchboard"
 DEVICES = ("auto", "cuda", "cpu")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
+QUANTIZE = ("auto", "none", "int8", "int4")  # Engine.load's quantize (auto: a GGUF file's own precision, else none)
+APPEARANCES = ("system", "light", "dark")
+
+
+def _flag(value) -> bool:
+    """A bool as INI files give it back ("true" / "false"), or as it was set."""
+    if isinstance(value, str):
+        if value.lower() not in ("true", "false"):
+            raise ValueError(value)
+        return value.lower() == "true"
+    return bool(value)
+
+
 # what the router reads before each sentence (engine/context.py): Settings offers these, in this order
 ROUTING_CONTEXTS = {
     "turn": "Current turn: your latest message and the reply so far (recommended)",
@@ -29,10 +42,20 @@ _FIELDS = {
     "library_dir": ("", str),  # empty: app.paths.default_library_dir()
     "device": ("auto", str),
     "dtype": ("auto", str),
+    "quantize": ("auto", str),
+    "system_prompt": ("", str),  # a new conversation's
+    "appearance": ("system", str),  # one of APPEARANCES; "system" follows the desktop's light or dark setting
+    # the local server (app/server) the app runs while it is open
+    "server_enabled": (False, _flag),
+    "server_host": ("127.0.0.1", str),
+    "server_port": (8000, int),
+    "server_api_key": ("", str),
     "routing_context": (GenerationSettings().routing_context, _routing_context),  # every reply, from Settings
 }
-# the GenerationSettings fields the window's Generation controls set, kept between runs (defaults: GenerationSettings)
-GENERATION = {"top_p": float, "max_adapters": int, "temperature": float, "max_new_tokens": int}
+# the GenerationSettings fields the window's Generation controls set; a new conversation starts with the last
+# values used (defaults: GenerationSettings)
+GENERATION = {"top_p": float, "max_adapters": int, "temperature": float, "top_k": int, "sample_top_p": float,
+              "repetition_penalty": float, "max_new_tokens": int}
 
 
 class Settings:
@@ -83,6 +106,10 @@ class Settings:
 
     def set_window_state(self, name: str, value):
         self.q.setValue(f"window/{name}", value)
+
+    def location(self) -> str:
+        """Where the settings are kept (the store's file), for Help > About."""
+        return self.q.fileName() if hasattr(self.q, "fileName") else ""
 
     def sync(self):
         self.q.sync()

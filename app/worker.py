@@ -2,7 +2,8 @@
 
 Queue policy: one FIFO queue, one job at a time, in the order they were submitted. A chat reply, a library job
 and work another part of the app submits (e.g. a server's batch) never run at the same time: each waits for the
-ones before it. `cancel()` stops the running reply (not queued jobs); `stop()` drops what is queued.
+ones before it. `cancel()` stops the window's own reply, running or queued (never a server's batch, nor other
+jobs); `stop()` drops what is queued.
 
 Commands are typed methods (the library's take the LibraryService that does the work); each returns a
 concurrent.futures.Future of its result. A failed job's Future raises JobFailed, whose message is for the user
@@ -12,11 +13,11 @@ called on this thread with plain dataclasses: Progress, ModelChanged, the engine
 (app/library_service.py). The engine is imported on this thread: torch takes seconds to import, and the window
 must show at once.
 """
+import logging
 import queue
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from engine.events import DoneEvent, RoutingEvent, TokenEvent
 from engine.generation import GenerationSettings
 
 TOKEN_BATCH_S = 0.03
+log = logging.getLogger(__name__)
 NO_MODEL = "no model is loaded: choose a model folder in Settings > Model and library"
 
 
@@ -44,6 +46,8 @@ class ModelInfo:
     adapters: tuple[str, ...]  # in bank order
     router: bool               # a router is loaded
     demo: bool                 # the bundled demo model (with its own adapters and router)
+    context_len: int = 0       # tokens the model's context holds
+    quantize: str | None = None  # "int8" | "int4": the base weights' quantization; None: the float weights
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ class Loaded:
     """The result of load_model besides the model itself (which ModelChanged reports)."""
     refused: list[tuple[str, str]]  # (path, reason) of each adapter or router that could not be loaded
     colors: dict[str, str]          # {adapter: "#rrggbb"} the user chose in the library
-    notes: list[str] = field(default_factory=list)  # e.g. the demo installed into the library (app/loading.py)
+    notes: list[str] = field(default_factory=list)  # what the library repaired or skipped, a missing router
 
 
 class JobFailed(Exception):
@@ -77,7 +81,9 @@ class EngineWorker:
         self.on_event = on_event
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="engine")
-        self._cancel = threading.Event()
+        self._cancel = threading.Event()    # Stop pressed for the window's reply (running, or queued)
+        self._replying = False              # the window's reply runs now (not a server batch): under _lock
+        self._lock = threading.Lock()
         self._engine = None   # written only by the worker thread
         self._demo = False
         self._info: ModelInfo | None = None  # last reported
@@ -99,11 +105,12 @@ class EngineWorker:
         self._thread.join()
 
     def cancel(self):
-        """Stop the running (or next queued) reply; safe from any thread."""
-        self._cancel.set()
-        engine = self._engine
-        if engine is not None:
-            engine.cancel()
+        """Stop the window's reply, running or the next queued one; safe from any thread. The engine is told only
+        while that reply runs: between replies it may be running a server's batch, which this must not stop."""
+        with self._lock:
+            self._cancel.set()
+            if self._replying:
+                self._engine.cancel()
 
     def exclude(self, name: str):
         """Safe from any thread: a reply in progress stops using adapter `name` from its next sentence (a
@@ -114,22 +121,39 @@ class EngineWorker:
 
     # ---- commands (any thread) ----
     def load_model(self, model_dir: str | None, device: str = "auto", dtype: str = "auto",
-                   library_dir: str | None = None) -> Future:
-        """model_dir None: the bundled demo with its adapters and router. library_dir: the adapters to load."""
-        return self._put("load_model", lambda: self._load_model(model_dir, device, dtype, library_dir))
+                   library_dir: str | None = None, quantize: str = "auto") -> Future:
+        """model_dir None: the bundled demo with its adapters and router; else a model folder or .gguf file.
+        library_dir: the adapters to load. quantize: "auto" | "none" | "int8" | "int4" (Engine.load's)."""
+        return self._put("load_model", lambda: self._load_model(model_dir, device, dtype, library_dir, quantize))
 
     def warm_up(self) -> Future:
-        """One short generation, so compilation (CUDA graphs) happens now and not on the first message.
-        -> seconds spent."""
+        """Short replies that capture the decode graphs, so the first message is answered at once; on a GPU the
+        decode step then compiles in a background thread, reported as Progress("Compiling…", done / total) from
+        that thread (replies run meanwhile on the uncompiled step). On the CPU nothing compiles.
+        -> seconds spent before a reply can start."""
         def work():
-            self.report(Progress("Compiling…"))
-            return self._require().warmup()
+            engine = self._require()
+            self.report(Progress("Warming up…"))
+
+            def compiled(done, total):  # the compile thread; a model loaded since has its own warm-up
+                if self._engine is engine:
+                    self.report(Progress(f"Compiling the decode step ({done}/{total}); replies run meanwhile"
+                                         if done < total else "Decode step compiled: replies run at full speed",
+                                         done / total))
+            return engine.warmup(wait=False, progress=compiled)
         return self._put("warm_up", work)
 
-    def generate(self, messages: list[dict], settings: GenerationSettings) -> Future:
-        """Stream one reply (RoutingEvent and TokenEvent events). -> the engine's DoneEvent."""
+    def generate(self, messages: list[dict], settings: GenerationSettings, continue_reply: bool = False) -> Future:
+        """Stream one reply (RoutingEvent and TokenEvent events). continue_reply: the last message is a reply cut
+        off, which this one goes on with. -> the engine's DoneEvent."""
         self._cancel.clear()  # a Stop pressed before this reply must not cancel it
-        return self._put("generate", lambda: self._generate(messages, settings))
+        return self._put("generate", lambda: self._generate(messages, settings, continue_reply))
+
+    def count_tokens(self, messages: list[dict]) -> Future:
+        """-> the tokens `messages` take as a prompt (the chat template's included): what the context meter shows."""
+        from engine.chat import render
+
+        return self.submit("count tokens", lambda engine: len(render(engine.tokenizer, messages)))
 
     def submit(self, command: str, work) -> Future:
         """Queue `work(engine)` (the loaded Engine; ModelError when there is none) behind the jobs already
@@ -185,7 +209,8 @@ class EngineWorker:
     def _report_model(self):
         engine = self._engine
         info = None if engine is None else ModelInfo(engine.model_name, str(engine.device), tuple(engine.adapters),
-                                                     engine.router is not None, self._demo)
+                                                     engine.router is not None, self._demo, engine.context_len,
+                                                     engine.quantize)
         if info != self._info:
             self._info = info
             self.report(ModelChanged(info))
@@ -195,17 +220,20 @@ class EngineWorker:
             raise ModelError(NO_MODEL)
         return self._engine
 
-    def _load_model(self, model_dir, device, dtype, library_dir) -> Loaded:
+    def _load_model(self, model_dir, device, dtype, library_dir, quantize) -> Loaded:
         self.report(Progress(f"Loading {Path(model_dir).name if model_dir else 'the demo model'}…"))
         self._engine = None  # free the old model's memory before the new one loads
         from app.loading import open_engine  # imports torch: on this thread, not at start-up
 
-        opened = open_engine(model_dir, library_dir=library_dir, device=device, dtype=dtype,
-                             notify=lambda message: self.report(Progress(message)))
+        def adapters(done, total, name):
+            self.report(Progress(f"Loading adapter {name} ({done}/{total})…", done / total))
+
+        opened = open_engine(model_dir, library_dir=library_dir, device=device, dtype=dtype, quantize=quantize,
+                             progress=adapters, notify=lambda message: self.report(Progress(message)))
         self._engine, self._demo = opened.engine, opened.demo
         return Loaded([(str(path), reason) for path, reason in opened.refused], opened.colors, opened.notes)
 
-    def _generate(self, messages, settings):
+    def _generate(self, messages, settings, continue_reply):
         engine = self._require()
         parts: list[str] = []
         last = time.monotonic()
@@ -218,19 +246,25 @@ class EngineWorker:
                 parts.clear()
             last = time.monotonic()
 
-        for ev in engine.generate(messages, settings):
-            if self._cancel.is_set():  # a Stop that came before generate() started its own cancel check
-                engine.cancel()
-            if isinstance(ev, TokenEvent):
-                parts.append(ev.text)
-                if ev.sentence_end or time.monotonic() - last >= TOKEN_BATCH_S:
-                    flush(ev.sentence_end)
-            elif isinstance(ev, RoutingEvent):
-                flush()
-                self.report(ev)
-            elif isinstance(ev, DoneEvent):
-                flush()
-                done = ev
+        with self._lock:
+            self._replying = True
+        try:
+            for ev in engine.generate(messages, settings, continue_reply=continue_reply):
+                if self._cancel.is_set():  # a Stop that came before generate() started its own cancel check
+                    engine.cancel()
+                if isinstance(ev, TokenEvent):
+                    parts.append(ev.text)
+                    if ev.sentence_end or time.monotonic() - last >= TOKEN_BATCH_S:
+                        flush(ev.sentence_end)
+                elif isinstance(ev, RoutingEvent):
+                    flush()
+                    self.report(ev)
+                elif isinstance(ev, DoneEvent):
+                    flush()
+                    done = ev
+        finally:
+            with self._lock:
+                self._replying = False
         return done
 
 
@@ -243,5 +277,5 @@ def _message(command: str, e: Exception) -> str:
                 f"dtype or device 'cpu' in Settings, then try again.")
     if isinstance(e, SwitchboardError):
         return str(e)
-    traceback.print_exception(e)  # a bug, not a user error: keep the traceback for the log
+    log.error("%s failed", command, exc_info=e)  # a bug, not a user error: keep the traceback for the log
     return f"{command} failed: {type(e).__name__}: {e}"

@@ -28,7 +28,7 @@ SHAPES = {
                        num_key_value_heads=2, intermediate_size=8960, vocab_size=151936, rope_theta=1000000.0,
                        max_position_embeddings=32768, tie_word_embeddings=True),
     "tiny": dict(model_type="llama", hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
-                 num_key_value_heads=2, intermediate_size=688, vocab_size=4096, max_position_embeddings=2048),
+                 num_key_value_heads=2, intermediate_size=688, vocab_size=4096, max_position_embeddings=8192),
 }
 
 
@@ -148,10 +148,10 @@ def random_mix(names, k, rng):
 
 
 def run(shape="tiny", model_dir=None, device="auto", dtype="auto", adapters=100, rank=8, targets="q_proj,v_proj",
-        prompt_len=256, new=128, runs=3, switch_every=20, batch=8, peft=True, log=print) -> dict:
+        prompt_len=256, new=128, runs=3, switch_every=20, batch=8, peft=True, quantize=(), log=print) -> dict:
     targets = parse_targets(targets)
     engine, hf_model = build(shape, model_dir, device, dtype)
-    dev, dt = engine.device, engine.model.lm_head.weight.dtype
+    dev, dt = engine.device, engine.dtype
     params = sum(p.numel() for p in engine.model.parameters())
     rng = random.Random(0)
     prompt = torch.randint(0, engine.model.args.vocab_size, (1, prompt_len), device=dev,
@@ -163,7 +163,7 @@ def run(shape="tiny", model_dir=None, device="auto", dtype="auto", adapters=100,
            "runs": runs, "adapters": adapters, "rank": rank, "targets": list(targets), "long_prompt": long_prompt.shape[1]}
 
     tmp = tempfile.TemporaryDirectory()
-    names = []
+    names, paths = [], []
     if adapters:
         paths = write_adapters(Path(tmp.name), engine.module_shapes(), adapters, rank, targets, dt)
         sync(dev)
@@ -250,6 +250,10 @@ def run(shape="tiny", model_dir=None, device="auto", dtype="auto", adapters=100,
             row_names = [names[(r * batch + i) % len(names)] for i in range(batch)]
             ms, _ = hf_decode(peft_model, prompt.repeat(batch, 1), new, adapter_names=row_names)
             add("peft_batch_adapter_names_tok_s", batch * 1000 / ms)
+    if quantize:
+        from . import bench_quant
+
+        res["quantized"] = bench_quant.run(engine, quantize, prompt, paths, new, runs, switch_every, batch, log)
     tmp.cleanup()
 
     for key, values in samples.items():
@@ -291,6 +295,10 @@ def table(res: dict) -> str:
         out.append(f"memory: bank {res['bank_bytes'] / 2**20:.0f} MiB, W0 copies {res['w0_bytes'] / 2**20:.0f} MiB; "
                    f"{res['adapters']} adapters = {res['adapter_params'] / 1e6:.1f} M params = "
                    f"{res['adapter_params_pct_of_model']:.3f}% of the model; import {res['import_s']:.1f} s")
+    if "quantized" in res:
+        from . import bench_quant
+
+        out += bench_quant.table(res["quantized"], res["adapters"], res["targets"])
     return "\n".join(out)
 
 

@@ -38,9 +38,12 @@ def render(tokenizer, messages: list[dict] | str) -> list[int]:
     return ids
 
 
-def build_prompt(tokenizer, messages: list[dict] | str, budget: int) -> tuple[list[int], int]:
+def build_prompt(tokenizer, messages: list[dict] | str, budget: int,
+                 continue_reply: bool = False) -> tuple[list[int], int]:
     """-> (ids, turns dropped). Drops the oldest turns (never the system prompt) until `budget` tokens fit;
-    the kept conversation always starts at a user turn, as strict templates require."""
+    the kept conversation always starts at a user turn, as strict templates require. continue_reply: the last
+    message is the assistant's reply so far (cut off by max_new_tokens or a Stop); the prompt ends with its
+    tokens where a new assistant turn would open, so the model goes on with that reply."""
     if isinstance(messages, str):
         ids = render(tokenizer, messages)
         if len(ids) > budget:
@@ -50,11 +53,17 @@ def build_prompt(tokenizer, messages: list[dict] | str, budget: int) -> tuple[li
     for m in messages:
         if not isinstance(m, dict) or not isinstance(m.get("content"), str) or m.get("role") not in PLAIN_ROLES:
             raise SwitchboardError(f"each message needs a role in {sorted(PLAIN_ROLES)} and text content, got {m!r}")
+    reply = []
+    if continue_reply:
+        if not messages or messages[-1]["role"] != "assistant":
+            raise SwitchboardError("continuing a reply needs a conversation that ends with the assistant's reply")
+        reply = tokenizer(messages[-1]["content"], add_special_tokens=False)["input_ids"]
+        messages = messages[:-1]
     system = [m for m in messages[:1] if m["role"] == "system"]
     turns = messages[len(system):]
     starts = [i for i, m in enumerate(turns) if m["role"] == "user" or i == 0]
     for start in starts:
-        ids = render(tokenizer, system + turns[start:])
+        ids = render(tokenizer, system + turns[start:]) + reply
         if len(ids) <= budget:
             return ids, start
     raise SwitchboardError(f"the last message alone needs {len(ids)} tokens but only {budget} fit in the context "

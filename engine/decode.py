@@ -117,7 +117,7 @@ class Decoder:
             return
         scratch = _scratch_layer(model)
         a = model.args
-        dev, dtype = model.lm_head.weight.device, model.lm_head.weight.dtype
+        dev, dtype = model.device, model.dtype
         lora = [m for name, m in scratch.named_modules() if name.rpartition(".")[2] in gathered]
         variants = [(rows, slots) for rows in (1, 2) for slots in ((False, True) if lora else (False,))]
 
@@ -135,7 +135,7 @@ class Decoder:
                         k, v = (torch.zeros(rows, a.n_kv_heads, VIEW_MIN + 1, a.head_dim, dtype=dtype, device=dev)
                                 for _ in range(2))
                         x = fns[0](scratch, x, cos, sin, mask, torch.zeros(1, dtype=torch.long, device=dev), k, v)
-                        fns[1](model.model.norm, model.lm_head, x.to(model.lm_head.weight.device))
+                        fns[1](model.model.norm, model.lm_head, x.to(model.device))
                         if progress is not None:
                             progress(i + 1, len(variants))
                     if stream is not None:

@@ -24,12 +24,16 @@ class Engine:
         self.model, self.tokenizer, self.hf_config = model, tokenizer, hf_config
         self.model_dir = model_dir
         self.model_name = model_dir.name
-        self.device = model.lm_head.weight.device
+        self.device, self.dtype = model.device, model.dtype   # where the head runs, the compute dtype
+        self.quantize = model.quantize   # None | "int8" | "int4": weight-only, see engine/quant.py
+        if self.quantize and strategy == "merged":
+            raise SwitchboardError(f"strategy 'merged' writes adapters into float weights; this {self.quantize} model "
+                                   "applies them unmerged (strategy 'gathered' or 'auto')")
         self.bank = AdapterBank(model)
         self.router = None
         self.strategy = strategy                # "auto" | "merged" | "gathered"
         self.context_len = hf_config.max_position_embeddings
-        self.eos_ids = _eos_ids(tokenizer, model_dir)
+        self.eos_ids = _eos_ids(tokenizer, model_dir, hf_config)
         self.decoder = Decoder(self.device)
         self._cancel = threading.Event()
         self._cancel_rows: set[int] = set()     # rows of the running generate_rows to stop (see cancel)
@@ -44,8 +48,10 @@ class Engine:
 
     @classmethod
     def load(cls, model_dir, device: str = "auto", dtype: str = "auto", allow_pickle: bool = False,
-             strategy: str = "auto") -> "Engine":
-        model, tokenizer, cfg = load_model(model_dir, device, dtype, allow_pickle)
+             strategy: str = "auto", quantize: str | None = "auto") -> "Engine":
+        """model_dir: a Hugging Face folder or a .gguf file. quantize: None, "int8", "int4", or "auto" (a GGUF
+        file's own precision: int4 for 4-bit files, int8 for 5- to 8-bit ones; none for float weights)."""
+        model, tokenizer, cfg = load_model(model_dir, device, dtype, allow_pickle, quantize)
         return cls(model, tokenizer, cfg, Path(model_dir).expanduser(), strategy)
 
     # ---- adapters and router ---------------------------------------------------------------------
@@ -100,6 +106,8 @@ class Engine:
         self._mix_key = key
 
     def _use_gathered(self) -> bool:
+        if self.quantize:
+            return True  # integer weights cannot take a merge
         if self.strategy != "auto":
             return self.strategy == "gathered"
         if self.device.type != "cuda" or self.bank.mode == "merged":
@@ -132,16 +140,18 @@ class Engine:
         else:
             self._cancel_rows.add(row)
 
-    def generate(self, messages, settings: GenerationSettings | None = None, *, mix=None, route=None, **changes):
+    def generate(self, messages, settings: GenerationSettings | None = None, *, mix=None, route=None,
+                 continue_reply: bool = False, **changes):
         """Stream one assistant reply: RoutingEvent before every sentence, TokenEvents, then a DoneEvent.
         `messages`: [{role, content}, ...], or a str: a raw prompt continued as it is (no chat template).
+        continue_reply: the last message is the assistant's reply so far, which this one continues.
 
         `settings` (GenerationSettings; keyword `changes` override its fields) say how to route, sample and stop.
         The mix for each sentence comes from `mix` (fixed {name: weight}), else `route(context, sentence)` (a
         callback returning {name: weight} or a RoutingEvent; context: [(text, weight)] as engine/context.py builds it
         for `settings.routing_context`), else the loaded router, else the base model."""
         yield from self.generate_rows([messages], settings, mix=None if mix is None else [mix], route=route,
-                                      **changes)
+                                      continue_reply=continue_reply, **changes)
 
     def generate_batch(self, conversations, settings: GenerationSettings | None = None, *, mixes=None, route=None,
                        **changes) -> list[dict]:
@@ -161,7 +171,7 @@ class Engine:
 
     @torch.inference_mode()
     def generate_rows(self, conversations, settings: GenerationSettings | None = None, *, mix=None, route=None,
-                      **changes):
+                      continue_reply: bool = False, **changes):
         g = (settings or GenerationSettings()).with_(**changes)
         if g.max_new_tokens >= self.context_len:
             raise SwitchboardError(f"max_new_tokens {g.max_new_tokens} leaves no room for the prompt: the model's "
@@ -174,7 +184,8 @@ class Engine:
         t_start = time.perf_counter()
         if g.seed is not None:
             torch.manual_seed(g.seed)
-        prompts = [build_prompt(self.tokenizer, c, self.context_len - g.max_new_tokens) for c in conversations]
+        prompts = [build_prompt(self.tokenizer, c, self.context_len - g.max_new_tokens, continue_reply)
+                   for c in conversations]
         streams = [_Stream(self, c, p, g.stop, g.routing_context) for c, (p, _) in zip(conversations, prompts)]
         try:
             yield from self._generate(prompts, streams, g, self._router_fn(route, g), mix, t_start)
@@ -299,7 +310,7 @@ class Engine:
         if self.device.type != "cuda" or self.model.cache_shape[1] > self.context_len:
             return self.context_len
         a = self.model.args
-        per_token = 2 * a.n_layers * a.n_kv_heads * a.head_dim * self.model.lm_head.weight.element_size()
+        per_token = 2 * a.n_layers * a.n_kv_heads * a.head_dim * self.dtype.itemsize
         held = self.model.cache_shape[0] * self.model.cache_shape[1] * per_token   # freed if reallocated
         # room for the prefill's activations of the longest prompt (~3 hidden, 3 MLP and 4 attention widths)
         activations = self.context_len * (3 * a.dim + 3 * a.intermediate_size + 4 * a.n_heads * a.head_dim) * 2
@@ -431,12 +442,12 @@ def free_bytes(device) -> int:
     return int(min(free + unused, limit))
 
 
-def _eos_ids(tokenizer, model_dir: Path) -> set[int]:
+def _eos_ids(tokenizer, model_dir: Path, hf_config) -> set[int]:
     if tokenizer is None:  # a benchmark model built from a shape: token ids only
         return set()
     ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
     try:  # generation_config.json may name more end tokens (Llama 3: <|eot_id|> besides <|end_of_text|>)
         eos = json.loads((model_dir / "generation_config.json").read_text(encoding="utf-8")).get("eos_token_id")
-    except (OSError, ValueError, AttributeError):
-        return ids  # none, or unreadable: the tokenizer's EOS is all there is
+    except (OSError, ValueError, AttributeError):  # none, or unreadable: the config's (a GGUF file's end tokens)
+        eos = getattr(hf_config, "eos_token_id", None)
     return ids | {int(e) for e in (eos if isinstance(eos, list) else [eos]) if isinstance(e, int)}

@@ -1,4 +1,4 @@
-"""Read a router examples folder (DESIGN.md §4): one `<adapter>.jsonl` or `<adapter>.txt` file per adapter.
+"""Read a router examples folder: one `<adapter>.jsonl` or `<adapter>.txt` file per adapter.
 
 `.jsonl`: one JSON object per line with a string "prompt" field (other fields ignored).
 `.txt`: one prompt per line. Blank lines are skipped in both. Files with other suffixes are ignored.

@@ -39,9 +39,12 @@ def light_config(raw: dict):
                            dtype=DTYPES.get(raw.get("dtype")))
 
 
-def rope_table(head_dim: int, theta: float):
-    """-> fn(n) giving (n, 2, head_dim) cos/sin in float32 for plain RoPE, computed as transformers does."""
+def rope_table(head_dim: int, theta: float, factors: torch.Tensor | None = None):
+    """-> fn(n) giving (n, 2, head_dim) cos/sin in float32 for plain RoPE, computed as transformers does;
+    `factors` [head_dim / 2] divide the frequencies (a GGUF file's rope_freqs: Llama 3.1's scaled RoPE)."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
+    if factors is not None:
+        inv_freq = inv_freq / factors.float()
 
     def table(n: int) -> torch.Tensor:
         freqs = torch.arange(n, dtype=torch.float32)[:, None] * inv_freq[None, :]   # (n, hd/2), exact products

@@ -7,8 +7,10 @@ zero-padded to the largest rank; a module an adapter lacks stays zero. Two ways 
              kind, engine/merge.py); decoding then costs exactly the base model. Needs a copy W0 of the
              targeted weights.
   gathered - per fused module (qkv_proj, ...) fixed slots A_sel [n_layers, rows, P*K*r, in] and
-             B_sel [n_layers, rows, out, P*K*r] for its P kinds (weights folded into B, block P writes only
-             kind P's rows, unused slots zero); each LoRALinear adds bmm(bmm(x, A_selᵀ), B_selᵀ) per row.
+             B_sel [n_layers, rows, out, P*K*r] for the P of its kinds that some adapter targets (weights
+             folded into B, block p writes only kind p's rows, unused slots zero); each LoRALinear adds
+             bmm(bmm(x, A_selᵀ), B_selᵀ) per row. The only way for a quantized model (engine/quant.py),
+             whose integer weights cannot take a merge; its kind stacks are zero-stride stand-ins.
 Both write into tensors that already exist, so captured CUDA graphs stay valid across switches.
 """
 from dataclasses import dataclass
@@ -43,7 +45,7 @@ class LoRALinear(nn.Module):
 class Group:
     """One Hugging Face kind on one device: layers [start, start + n)."""
     start: int
-    weight: torch.Tensor                  # [n, out, in] row slice of the model's stacked fused weight
+    weight: torch.Tensor                  # [n, out, in] row slice of the model's stacked fused weight (stand-in if quantized)
     A: torch.Tensor                       # [n, cap, r_max, in]
     B: torch.Tensor                       # [n, cap, out, r_max]
     W0: torch.Tensor | None = None        # [n, out, in] pristine copy, merged strategy only
@@ -165,6 +167,8 @@ class AdapterBank:
         idx, w = self._index(mix or {})
         if not idx:
             return self.restore_base()
+        if self.model.quantize:
+            raise AdapterError(f"a {self.model.quantize} model cannot merge adapters into its weights; use gather()")
         groups = [g for gs in self.kinds.values() for g in gs]
         with torch.no_grad():
             for g in groups:
@@ -234,27 +238,32 @@ class AdapterBank:
             idx[r, : len(i)] = torch.tensor(i, dtype=torch.long)
             wts[r, : len(w)] = torch.tensor(w)
         kr = k * self.r_max
+        flat = {}  # device -> (indices, weights), each copied once
         with torch.no_grad():
             for fused, slot_groups in self.slots.items():
                 for s in slot_groups:
-                    for p, (kind, row, n_out) in enumerate(self.model.args.parts(fused)):
-                        g = next((g for g in self.kinds.get(kind, []) if g.start == s.start), None)
-                        if g is None:
-                            continue  # no adapter targets this kind: its block stays zero
+                    for p, (kind, row, n_out) in enumerate(self._slot_parts(fused)):
+                        g = next(g for g in self.kinds[kind] if g.start == s.start)
                         n_layers, d_out, d_in = g.weight.shape
-                        flat = idx.flatten().to(g.A.device)
-                        a = g.A.index_select(1, flat).reshape(n_layers, n_rows, kr, d_in)   # [n, rows, K*r, in]
-                        b = g.B.index_select(1, flat) * wts.flatten().to(g.B)[None, :, None, None]
+                        if g.A.device not in flat:
+                            flat[g.A.device] = (idx.flatten().to(g.A.device), wts.flatten().to(g.A.device))
+                        i, w = flat[g.A.device]
+                        a = g.A.index_select(1, i).reshape(n_layers, n_rows, kr, d_in)      # [n, rows, K*r, in]
+                        b = g.B.index_select(1, i) * w.to(g.B.dtype)[None, :, None, None]
                         b = b.reshape(n_layers, n_rows, k, d_out, -1).permute(0, 1, 3, 2, 4)  # [n, rows, out, K, r]
                         s.A_sel[:, :, p * kr:(p + 1) * kr] = a
                         s.B_sel[:, :, row:row + n_out, p * kr:(p + 1) * kr] = b.reshape(n_layers, n_rows, d_out, kr)
         self._set_gathered(True)
         self.mode = "gathered"
 
+    def _slot_parts(self, fused) -> list[tuple[str, int, int]]:
+        """(kind, first row, rows) of the fused module's kinds that some adapter targets: its slot blocks."""
+        return [part for part in self.model.args.parts(fused) if part[0] in self.kinds]
+
     def slot_modules(self) -> set[str]:
         """The fused modules (qkv_proj, ...) that carry slots in the gathered strategy: those holding a kind
         some adapter targets."""
-        return {fused for fused in FUSED if any(kind in self.kinds for kind, _, _ in self.model.args.parts(fused))}
+        return {fused for fused in FUSED if self._slot_parts(fused)}
 
     def _alloc_slots(self, rows, k):
         """Zeroed slot buffers for every fused module holding a kind some adapter targets. At least 2 rows and
@@ -263,11 +272,11 @@ class AdapterBank:
         rows, k = max(rows, 2), max(k, 2)
         self.slots = {}
         for fused in self.slot_modules():
-            kinds = [kind for kind, _, _ in self.model.args.parts(fused)]
+            parts = self._slot_parts(fused)
             d_in, d_out = self.model.args.fused_shape(fused)
-            width = len(kinds) * k * self.r_max
+            width = len(parts) * k * self.r_max
             groups = []
-            for g in self.kinds[next(kind for kind in kinds if kind in self.kinds)]:
+            for g in self.kinds[parts[0][0]]:
                 a = g.weight.new_zeros(g.weight.shape[0], rows, width, d_in)
                 b = g.weight.new_zeros(g.weight.shape[0], rows, d_out, width)
                 views = [(a[i], b[i]) for i in range(a.shape[0])]

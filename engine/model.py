@@ -11,6 +11,7 @@ from safetensors import safe_open
 
 from .errors import ModelError
 from .light import DTYPES, light_config, light_tokenizer, plain_rope_theta, rope_table
+from .quant import BITS, KINDS, QuantizedLinear, quantized_linear
 from .transformer import FUSED, LINEAR_KINDS, ModelArgs, Transformer
 
 # model_type -> class-name prefix in transformers.models.<type>.modeling_<type>
@@ -55,7 +56,7 @@ def read_config(model_dir: Path):
     if not model_dir.exists():
         raise ModelError(f"model folder not found: {model_dir}")
     if not model_dir.is_dir():
-        raise ModelError(f"not a folder: {model_dir} (pick the folder that holds config.json)")
+        raise ModelError(f"not a folder: {model_dir} (pick the folder that holds config.json, or a .gguf file)")
     if not (model_dir / "config.json").is_file():
         raise ModelError(f"{model_dir} has no config.json: is this a Hugging Face model folder?")
     try:
@@ -130,15 +131,24 @@ def check_weights(args: ModelArgs, files: list[Path], where):
                          f"[{args.vocab_size}, {args.dim}] but the weights hold {list(embed)}")
 
 
-def check_memory(args: ModelArgs, devices: list[torch.device], dtype: torch.dtype, where):
+def weights_size(args: ModelArgs, dtype: torch.dtype, quantize: str | None = None) -> tuple[int, int]:
+    """(parameters, bytes) of the weights: the layers' linears and lm_head in `dtype` or quantized (a quantized
+    lm_head is a copy even when tied), the embedding and the norms in `dtype`."""
+    linear = sum(i * o for i, o in map(args.linear_shape, LINEAR_KINDS)) * args.n_layers
+    head = 0 if args.tie_word_embeddings and not quantize else args.vocab_size * args.dim
+    rest = args.vocab_size * args.dim + 2 * args.dim * args.n_layers
+    bits = BITS[quantize] if quantize else torch.finfo(dtype).bits
+    return linear + head + rest, int((linear + head) * bits + rest * torch.finfo(dtype).bits) // 8
+
+
+def check_memory(args: ModelArgs, devices: list[torch.device], dtype: torch.dtype, where, quantize=None):
     """Refuse a model that cannot fit in the free memory of its devices, before allocating it."""
-    per_layer = sum(i * o for i, o in map(args.linear_shape, LINEAR_KINDS)) + 2 * args.dim
-    params = per_layer * args.n_layers + args.vocab_size * args.dim * (1 if args.tie_word_embeddings else 2)
-    need = params * torch.finfo(dtype).bits // 8
+    params, need = weights_size(args, dtype, quantize)
     free = sum(free_bytes(d) or math.inf for d in set(devices))
     if need > free:
-        raise ModelError(f"{where}: config.json describes {params:,} parameters ({need / 2**30:.1f} GiB in {dtype}) "
-                         f"but only {free / 2**30:.1f} GiB is free on {', '.join(sorted(map(str, set(devices))))}")
+        raise ModelError(f"{where}: config.json describes {params:,} parameters ({need / 2**30:.1f} GiB in "
+                         f"{quantize or dtype}) but only {free / 2**30:.1f} GiB is free on "
+                         f"{', '.join(sorted(map(str, set(devices))))}")
 
 
 def free_bytes(device: torch.device) -> int | None:
@@ -191,14 +201,13 @@ def iter_tensors(files: list[Path]):
             yield from state.items()
 
 
-def layer_devices(args: ModelArgs, device: torch.device, dtype: torch.dtype) -> list[torch.device]:
+def layer_devices(args: ModelArgs, device: torch.device, dtype: torch.dtype, quantize: str | None = None
+                  ) -> list[torch.device]:
     """One device per layer: all on `device`, or spread evenly over every GPU when one is too small."""
     n_gpus = torch.cuda.device_count() if device.type == "cuda" else 0
     if n_gpus < 2 or device.index is not None:
         return [device] * args.n_layers
-    params = sum(i * o for i, o in map(args.linear_shape, LINEAR_KINDS)) * args.n_layers
-    need = (params + 2 * args.vocab_size * args.dim) * torch.finfo(dtype).bits // 8
-    if need < 0.85 * torch.cuda.mem_get_info(0)[0]:
+    if weights_size(args, dtype, quantize)[1] < 0.85 * torch.cuda.mem_get_info(0)[0]:
         return [torch.device("cuda", 0)] * args.n_layers
     per_gpu = -(-args.n_layers // n_gpus)
     return [torch.device("cuda", i // per_gpu) for i in range(args.n_layers)]
@@ -214,21 +223,34 @@ def device_runs(devices: list[torch.device]) -> list[tuple[int, int]]:
     return runs
 
 
-def build(args: ModelArgs, devices: list[torch.device], dtype: torch.dtype, rope_table) -> Transformer:
+def build(args: ModelArgs, devices: list[torch.device], dtype: torch.dtype, rope_table, quantize: str | None = None
+          ) -> Transformer:
     """Allocate the model. Each fused linear is one stacked tensor per device run whose slices are the
-    layers' weights; model.kind_stacks[kind] lists the row slices [n, out, in] holding each HF kind."""
+    layers' weights; model.kind_stacks[kind] lists the row slices [n, out, in] holding each HF kind.
+    Quantized (`quantize` "int8" | "int4"): every linear, lm_head included, is an engine.quant module instead,
+    and the kind stacks are zero-stride stand-ins that give the adapter bank shapes, dtype and device only."""
     with torch.device("meta"):
         model = Transformer(args, rope_table)
+    model.quantize = quantize
     model.kind_stacks.update({kind: [] for kind in LINEAR_KINDS})
     for fused, (parent, _) in FUSED.items():
         d_in, d_out = args.fused_shape(fused)
         for start, stop in device_runs(devices):
-            stack = torch.empty(stop - start, d_out, d_in, dtype=dtype, device=devices[start])
+            if quantize:
+                stack = torch.empty((), dtype=dtype, device=devices[start]).expand(stop - start, d_out, d_in)
+            else:
+                stack = torch.empty(stop - start, d_out, d_in, dtype=dtype, device=devices[start])
             for i in range(start, stop):
-                getattr(getattr(model.model.layers[i], parent), fused).weight = \
-                    torch.nn.Parameter(stack[i - start], requires_grad=False)
+                module = getattr(model.model.layers[i], parent)
+                if quantize:
+                    setattr(module, fused, quantized_linear(quantize, d_in, d_out, getattr(module, fused).bias is not None,
+                                                            dtype, devices[i]))
+                else:
+                    getattr(module, fused).weight = torch.nn.Parameter(stack[i - start], requires_grad=False)
             for kind, row, n in args.parts(fused):
                 model.kind_stacks[kind].append((start, stack[:, row:row + n]))
+    if quantize:
+        model.lm_head = quantized_linear(quantize, args.dim, args.vocab_size, False, dtype, devices[-1])
     for name, p in list(model.named_parameters()):
         if p.is_meta:
             dev = devices[int(name.split(".")[2])] if name.startswith("model.layers.") else (
@@ -244,7 +266,7 @@ def hf_targets(model: Transformer) -> dict[str, torch.Tensor]:
     targets = {}
     for name, p in model.named_parameters():
         module_name, _, attr = name.rpartition(".")
-        prefix, _, fused = module_name.rpartition(".")
+        prefix, _, fused = module_name.removesuffix(".base_layer").rpartition(".")  # also under the bank's LoRALinear
         if fused not in FUSED:
             targets[name] = p
             continue
@@ -253,9 +275,29 @@ def hf_targets(model: Transformer) -> dict[str, torch.Tensor]:
     return targets
 
 
-def load_model(model_dir, device: str = "auto", dtype: str = "auto", allow_pickle: bool = False):
-    """-> (Transformer, tokenizer, hf_config). Raises ModelError with a specific message on a bad folder."""
+def quantized_targets(model: Transformer) -> dict[str, tuple[QuantizedLinear, int, int]]:
+    """Hugging Face weight name -> (the quantized module, first row, rows) it becomes part of."""
+    targets = {}
+    for name, module in model.named_modules():
+        if isinstance(module, QuantizedLinear):
+            prefix, _, fused = name.rpartition(".")
+            parts = model.args.parts(fused) if fused in FUSED else [(fused, 0, module.out_features)]
+            targets.update({f"{prefix}.{kind}.weight".lstrip("."): (module, row, n) for kind, row, n in parts})
+    return targets
+
+
+def load_model(model_dir, device: str = "auto", dtype: str = "auto", allow_pickle: bool = False,
+               quantize: str | None = "auto"):
+    """-> (Transformer, tokenizer, hf_config). `model_dir`: a Hugging Face folder, or a .gguf file (or a folder
+    holding one). `quantize`: None | "int8" | "int4" | "auto" (a GGUF file's own precision, else none).
+    Raises ModelError with a specific message on a bad folder or file."""
     model_dir = Path(model_dir).expanduser()
+    quantize = resolve_quantize(quantize)
+    from .gguf import find_gguf, load_gguf
+
+    gguf_file = find_gguf(model_dir)
+    if gguf_file is not None:
+        return load_gguf(gguf_file, resolve_device(device), dtype, quantize)
     cfg = read_config(model_dir)
     files = weight_files(model_dir, allow_pickle)
     tokenizer = light_tokenizer(model_dir)
@@ -268,37 +310,57 @@ def load_model(model_dir, device: str = "auto", dtype: str = "auto", allow_pickl
             raise ModelError(f"the tokenizer in {model_dir} failed to load: {e}") from None
     dev = resolve_device(device)
     check_weights(ModelArgs.from_hf(cfg), files, model_dir)
-    model = assemble(cfg, dev, resolve_dtype(dtype, dev, cfg), iter_tensors(files), str(model_dir))
+    model = assemble(cfg, dev, resolve_dtype(dtype, dev, cfg), iter_tensors(files), str(model_dir),
+                     None if quantize == "auto" else quantize)
     return model, tokenizer, cfg
 
 
-def assemble(cfg, device: torch.device, dtype: torch.dtype, tensors, where: str) -> Transformer:
-    """Build the Transformer for `cfg` and fill it from (name, tensor) pairs in Hugging Face naming."""
+def resolve_quantize(quantize: str | None) -> str | None:
+    if quantize in (None, "none"):
+        return None
+    if quantize not in (*KINDS, "auto"):
+        raise ModelError(f"unknown quantization '{quantize}': use none, int8, int4 or auto")
+    return quantize
+
+
+def assemble(cfg, device: torch.device, dtype: torch.dtype, tensors, where: str, quantize: str | None = None
+             ) -> Transformer:
+    """Build the Transformer for `cfg` and fill it from (name, tensor) pairs in Hugging Face naming; quantized
+    linears quantize each fused weight as soon as all its parts have arrived."""
     args = ModelArgs.from_hf(cfg)
-    devices = layer_devices(args, device, dtype)
-    check_memory(args, devices, dtype, where)
-    model = build(args, devices, dtype, make_rope_table(cfg))
+    devices = layer_devices(args, device, dtype, quantize)
+    check_memory(args, devices, dtype, where, quantize)
+    model = build(args, devices, dtype, make_rope_table(cfg), quantize)
     params = hf_targets(model)
+    staged = quantized_targets(model)
     filled = set()
     with torch.no_grad():
         for key, tensor in tensors:
-            if key in params:
-                if not tensor.is_floating_point():
-                    raise ModelError(f"{where}: weight {key} has dtype {tensor.dtype}; expected floating point")
-                if tuple(tensor.shape) != tuple(params[key].shape):
-                    raise ModelError(f"{where}: weight {key} has shape {list(tensor.shape)}, "
-                                     f"config.json implies {list(params[key].shape)}")
+            if key not in params and key not in staged:
+                continue
+            module, row, n = staged.get(key, (None, 0, 0))
+            shape = tuple(params[key].shape) if module is None else (n, module.in_features)
+            if not tensor.is_floating_point():
+                raise ModelError(f"{where}: weight {key} has dtype {tensor.dtype}; expected floating point")
+            if tuple(tensor.shape) != shape:
+                raise ModelError(f"{where}: weight {key} has shape {list(tensor.shape)}, config.json implies "
+                                 f"{list(shape)}")
+            if module is None:
                 params[key].copy_(tensor)
-                filled.add(key)
+            else:
+                module.load_rows(row, tensor)
+            filled.add(key)
     if args.tie_word_embeddings or "lm_head.weight" not in filled:
         emb = model.model.embed_tokens.weight
-        if emb.device == model.lm_head.weight.device:
+        if quantize:
+            model.lm_head.load_rows(0, emb)  # a quantized copy: the lookup keeps the float rows
+        elif emb.device == model.lm_head.weight.device:
             model.lm_head.weight = emb  # tied: one tensor, not two
         else:
             with torch.no_grad():
                 model.lm_head.weight.copy_(emb)
         filled.add("lm_head.weight")
-    missing = sorted(set(params) - filled)
+    missing = sorted((set(params) | set(staged)) - filled)
     if missing:
         raise ModelError(f"{where}: the weights lack {len(missing)} tensors the config needs, e.g. {missing[0]}")
     return model.eval()

@@ -1,4 +1,4 @@
-"""Streaming text for the decode loop (DESIGN.md §2): token ids -> text -> sentence ends.
+"""Streaming text for the decode loop: token ids -> text -> sentence ends.
 
 Per new token the loop calls `Detokenizer.push`, feeds the text to `SentenceSplitter.feed`, and
 re-routes as soon as it reports an end. `split_sentences` applies the same rules to a finished text.

@@ -1,4 +1,4 @@
-"""Top-p selection of adapters (DESIGN.md §2, the paper's eq. 3-4).
+"""Top-p selection of adapters (the DLP-LoRA paper's eq. 3-4).
 
 Sort the probabilities descending, keep the shortest prefix whose sum reaches p (at least one),
 cap it at `max_adapters`, and renormalise the kept probabilities into mixing weights.

@@ -199,9 +199,20 @@ class Transformer(nn.Module):
         self.register_buffer("rope", torch.empty(0), persistent=False)   # rope_table(slots), on the first device
         # kind -> [(first layer, [n, out, in] row slice of a fused stack)], filled by engine/model.py's build
         self.kind_stacks: dict[str, list[tuple[int, torch.Tensor]]] = {}
+        self.quantize: str | None = None  # "int8" | "int4": weight-only linears (engine/quant.py), set by build
         self.caches: list[tuple[torch.Tensor, torch.Tensor]] = []   # per layer (k, v): (B, nkv, S_alloc, hd)
         self.cache_shape = (0, 0)  # (batch, slots) of the allocated KV caches
         self.cache_version = 0     # bumped when the caches are reallocated (captured graphs point at them)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The compute dtype (a quantized lm_head holds integers: engine/quant.py)."""
+        return self.model.norm.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        """Where the final norm and lm_head run (the last layer's device)."""
+        return self.model.norm.weight.device
 
     def setup_caches(self, batch: int, slots: int):
         """KV caches for `batch` rows of `slots` tokens. A request that fits keeps them; another reallocates them
@@ -215,7 +226,7 @@ class Transformer(nn.Module):
         old, self.caches = self.caches, []
         for i, layer in enumerate(self.model.layers):
             device = layer.input_layernorm.weight.device
-            kv = tuple(torch.zeros(batch, a.n_kv_heads, slots, a.head_dim, dtype=self.lm_head.weight.dtype,
+            kv = tuple(torch.zeros(batch, a.n_kv_heads, slots, a.head_dim, dtype=self.dtype,
                                    device=device) for _ in range(2))
             if old:
                 b, s = min(batch, old[i][0].shape[0]), min(slots, old[i][0].shape[2])
@@ -224,7 +235,7 @@ class Transformer(nn.Module):
                 old[i] = None  # free each layer's old cache as soon as it is copied
             self.caches.append(kv)
         if self.rope.shape[0] < slots:
-            self.rope = self.rope_table(slots).to(self.lm_head.weight.device)
+            self.rope = self.rope_table(slots).to(self.device)
         self.cache_shape = (batch, slots)
         self.cache_version += 1
 
@@ -236,7 +247,7 @@ class Transformer(nn.Module):
     def rope_at(self, pos):
         # pos: (B, T) positions -> cos, sin: (B, T, hd) in the model's dtype, each contiguous (as the compiled
         # decode layer was traced)
-        dtype = self.lm_head.weight.dtype
+        dtype = self.dtype
         return self.rope[:, 0][pos].to(dtype), self.rope[:, 1][pos].to(dtype)
 
     def attention_mask(self, input_pos, S: int, pad):
@@ -280,4 +291,4 @@ class Transformer(nn.Module):
         x = self.run_layers(self.model.embed_tokens(idx), cos, sin, mask, input_pos)
         if last_only:
             x = x[:, -1:]
-        return self.lm_head(self.model.norm(x).to(self.lm_head.weight.device))
+        return self.lm_head(self.model.norm(x).to(self.device))

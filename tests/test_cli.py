@@ -107,7 +107,7 @@ def test_chat_explains_a_bad_model_folder(tmp_path, capsys):
     (["bench", "--runs", "0"], "argument --runs: must be at least 1"),
     (["bench", "--new", "1"], "argument --new: must be at least 2"),
     (["bench", "--new", "8"], "--new must be more than 20 with adapters"),
-    (["bench", "--adapters", "0", "--prompt", "2000", "--new", "100"], "do not fit the tiny shape's context of 2048"),
+    (["bench", "--adapters", "0", "--prompt", "8000", "--new", "300"], "do not fit the tiny shape's context of 8192"),
     (["bench", "--targets", "q_proj,qq_proj"], "--targets: unknown module kind(s) 'qq_proj'"),
     (["bench", "--device", "bogus"], "unknown device 'bogus'"),
     (["bench", "--library", "--adapters", "0"], "--adapters must be at least 1"),
@@ -292,3 +292,14 @@ def test_bench_prints_no_library_warnings():
     assert out.returncode == 0, out.stderr
     assert "Warning" not in out.stderr and "warn" not in out.stderr, out.stderr
     assert "round 1/1" in out.stderr and "PEFT, cat-mix of 3 adapters" in out.stdout
+
+
+def test_compiled_kernels_are_kept_in_the_app_cache_folder(tmp_path, monkeypatch):
+    from app import paths
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "")  # restored after the test, whatever it was
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    monkeypatch.setenv("SWITCHBOARD_DATA", str(tmp_path))
+    assert paths.use_compile_cache() == tmp_path / "cache" / "inductor"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))  # the user's own choice wins
+    assert paths.use_compile_cache() == tmp_path / "mine"

@@ -11,6 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from engine import DoneEvent, Engine, ModelError, RoutingEvent, TokenEvent
+from engine.errors import SwitchboardError
 from engine.chat import build_prompt, render
 
 from conftest import make_model_dir
@@ -190,6 +191,18 @@ def test_overflow_drops_oldest_turns(llama):
     finally:
         llama.context_len = old
     assert stats["dropped_turns"] == dropped
+
+
+def test_continuing_a_reply_ends_the_prompt_with_the_reply_so_far(llama):
+    tok = llama.tokenizer
+    turns = [{"role": "user", "content": "Count to ten."}, {"role": "assistant", "content": "One, two, three,"}]
+    ids, dropped = build_prompt(tok, turns, 10_000, continue_reply=True)
+    assert dropped == 0
+    assert ids == render(tok, turns[:1]) + tok("One, two, three,", add_special_tokens=False)["input_ids"]
+    with pytest.raises(SwitchboardError, match="ends with the assistant's reply"):
+        build_prompt(tok, turns[:1], 10_000, continue_reply=True)
+    text, stats, _ = reply(llama, turns, max_new_tokens=4, continue_reply=True)
+    assert stats["tokens"] >= 1 and stats["prompt_tokens"] == len(ids)
 
 
 def test_engine_never_imports_qt():

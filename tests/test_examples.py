@@ -1,4 +1,4 @@
-"""Router examples folders (DESIGN.md §4): what is read, and that every bad file is reported with file and line."""
+"""Router examples folders: what is read, and that every bad file is reported with file and line."""
 import json
 
 import pytest

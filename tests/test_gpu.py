@@ -9,12 +9,12 @@ from engine.decode import Decoder
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 
-def engines(model_dir, adapters=()):
+def engines(model_dir, adapters=(), **load):
     """Two engines on the same float32 weights: one with the compiled step in CUDA graphs, one eager.
-    Separate engines, so each has its own KV cache filled by its own prefill."""
+    Separate engines, so each has its own KV cache filled by its own prefill. load: more Engine.load options."""
     pair = []
     for compiled in (True, False):
-        eng = Engine.load(model_dir, device="cuda", dtype="float32")
+        eng = Engine.load(model_dir, device="cuda", dtype="float32", **load)
         if not compiled:
             eng.decoder = Decoder(eng.device, compiled=False, graphs=False)
         for name, path in adapters:

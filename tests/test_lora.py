@@ -45,8 +45,8 @@ def reference_logits(hf_base, peft_model, ids, mix):
         return model(ids).logits
 
 
-def engine_with(llama_dir, llama_adapters, strategy):
-    eng = Engine.load(llama_dir, device="cpu", strategy=strategy)
+def engine_with(llama_dir, llama_adapters, strategy="auto", **load):
+    eng = Engine.load(llama_dir, device="cpu", strategy=strategy, **load)
     for name, path in llama_adapters.items():
         eng.add_adapter(path, name=name)
     return eng

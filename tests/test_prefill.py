@@ -1,6 +1,8 @@
 """Prefill at long context and the KV cache kept across a chat's turns (float32, CPU): logits equal Hugging
 Face's for long and left-padded prompts, a follow-up prefills only its new tokens and replies as a full
 prefill would, and the cache is dropped whenever it cannot be right."""
+import sys
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
@@ -115,3 +117,16 @@ def test_a_reply_abandoned_halfway_leaves_nothing_to_reuse(demo):
         if isinstance(ev, TokenEvent):
             break
     assert reply(demo, turn2, max_new_tokens=12)[1]["cached_tokens"] == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the CPU peak is read from /proc")
+def test_long_workload_measures_time_and_memory_on_the_cpu(engine, long_dir):
+    from engine.workloads import long
+
+    hf = AutoModelForCausalLM.from_pretrained(long_dir, dtype=torch.float32, attn_implementation="sdpa").eval()
+    row = long(engine, lambda: hf, lengths=(1024,), runs=1, log=lambda m: None)["lengths"][0]
+    # a 1,024-token prompt's KV cache alone is 2 x layers x kv heads x head_dim x 1,024 float32 values
+    a = engine.model.args
+    kv = 2 * a.n_layers * a.n_kv_heads * a.head_dim * 1024 * 4 / 2**30
+    assert row["engine_peak_extra_gib"] >= kv and row["hf_peak_extra_gib"] >= kv
+    assert row["memory_ratio"] > 0 and row["ttft_ratio"] > 0

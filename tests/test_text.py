@@ -1,4 +1,4 @@
-"""engine/text.py: incremental detokenization and streaming sentence ends (DESIGN.md §2, decode loop)."""
+"""engine/text.py: incremental detokenization and streaming sentence ends."""
 import functools
 import json
 import re

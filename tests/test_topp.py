@@ -1,4 +1,4 @@
-"""Top-p selection (DESIGN.md §2): a table of exact cases, and the rule itself as a property."""
+"""Top-p selection: a table of exact cases, and the rule itself as a property."""
 import numpy as np
 import pytest
 from hypothesis import given, settings

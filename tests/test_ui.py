@@ -39,6 +39,7 @@ def router_path(tmp_path_factory, llama_adapters):
 
 @pytest.fixture
 def settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("SWITCHBOARD_DATA", str(tmp_path / "data"))  # saved conversations and presets
     monkeypatch.setattr(paths, "demo_available", lambda: False)
     monkeypatch.setattr(paths, "default_library_dir", lambda: tmp_path / "no-library")
     s = Settings(QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat))
@@ -290,12 +291,18 @@ def test_the_bundled_demo_opens_by_default_and_says_so(qtbot, settings, tmp_path
     # first start: the demo's adapters and a router trained on their examples are now the user's library
     library = Library(tmp_path / "no-library")
     assert [a.name for a in library.list()] == sorted(llama_adapters) and library.router_info()["matches"]
-    assert "Installed the demo's 4 adapters into your library" in window.statusBar().currentMessage()
+    assert "Installed the demo's 4 adapters into your library" in window.notice.text()
     assert "demo model" in window.windowTitle() and "demo model" in window.status_model.text()
     assert {(s.width(), s.height()) for s in window.windowIcon().availableSizes()} >= {(16, 16), (256, 256)}
     # the input suggests what the demo can answer
     hint = window.chat.input.placeholderText()
     assert hint == "Demo model: it knows a few small tasks. Try: Reverse the word 'garden'."
+    # an export names the demo model as the window does, not by its folder's name
+    app.conv.add_user("Reverse the word 'garden'.")
+    target = tmp_path / "demo-chat.md"
+    monkeypatch.setattr(main_window.QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), "Markdown (*.md)"))
+    app.export_conversation()
+    assert "Model: `demo model`" in target.read_text(encoding="utf-8")
 
 
 def test_export_writes_the_conversation_with_its_routing(qtbot, app, tmp_path, monkeypatch):
@@ -390,7 +397,7 @@ def load_failed(name):
 
 def fill_settings():
     dialog = next(w for w in QApplication.topLevelWidgets() if isinstance(w, QDialog) and w.isVisible())
-    dialog.findChild(QLineEdit).setText(second)
+    dialog.findChild(QLineEdit, "modelDir").setText(second)
     dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.Ok).click()
 
 def when(condition, then):

@@ -3,19 +3,24 @@ import json
 import sys
 
 import pytest
-from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QColor, QTextDocument, QWheelEvent
-from PySide6.QtWidgets import QApplication, QToolButton
+from PySide6.QtCore import QEvent, QObject, QPoint, QPointF, Qt
+from PySide6.QtGui import QColor, QGuiApplication, QPalette, QTextDocument, QWheelEvent
+from PySide6.QtWidgets import QApplication, QPushButton, QToolButton
 
-from app import export
+from app import about, export
+from app.footer import footer
+from app.settings import APPEARANCES, DEVICES, DTYPES, QUANTIZE, ROUTING_CONTEXTS
 from app.conversation import Conversation
 from engine.events import BASE, RoutingEvent
 from engine.generation import GenerationSettings
-from ui import colors, tinted_markdown
+from ui import colors, settings_dialog, theme, tinted_markdown
+from ui.about_dialog import AboutDialog
 from ui.chat_pane import ChatPane, InputBox
 from ui.colors import adapter_color
 from ui.controls import Controls
+from ui.main_window import MainWindow
 from ui.routing_chart import ROW_PX, RoutingChart
+from ui.settings_dialog import SettingsDialog
 from ui.timeline import Timeline
 
 
@@ -40,7 +45,7 @@ def test_markdown_keeps_structure_and_every_sentence_keeps_its_characters(qapp):
             start = text.index(word)
             assert set(ids[start:start + len(word)]) == {10 + i}, (i, word)
     code = doc.findBlock(text.index("x = 1"))
-    assert code.blockFormat().background().color() == tinted_markdown.CODE_BACKGROUND
+    assert code.blockFormat().background().color() == QColor(theme.current().code_back)
 
 
 def test_markdown_tint_colours_each_sentence(qapp):
@@ -125,12 +130,13 @@ def test_the_base_model_is_a_bar_in_the_chart_and_a_segment_in_the_timeline(qtbo
     chart.set_routing(probs, {BASE: 0.6 / 0.9, "a": 0.3 / 0.9}, 0.8)
     assert chart._names == [BASE, "a", "b"] and chart.bar_values() == pytest.approx(probs)
     assert chart.plot.getAxis("left")._tickLevels[0][0] == (0, BASE)
-    assert chart.bars.opts["brushes"][0].color() == colors.BASE and colors.tint(BASE).rgb() == colors.BASE.rgb()
-    assert chart.bars.opts["brushes"][1].color() == adapter_color("a") != colors.BASE
+    grey = colors.base_brush().color()
+    assert chart.bars.opts["brushes"][0].color() == grey and colors.tint(BASE).rgb() == grey.rgb()
+    assert chart.bars.opts["brushes"][1].color() == adapter_color("a") != grey
     timeline = Timeline()
     qtbot.addWidget(timeline)
     timeline.set_sentences([{"a": 0.25, BASE: 0.75}, {BASE: 1.0}], [0])
-    assert [b.color() for b in timeline.segments.opts["brushes"]] == [colors.BASE, adapter_color("a"), colors.BASE]
+    assert [b.color() for b in timeline.segments.opts["brushes"]] == [grey, adapter_color("a"), grey]
     assert timeline.segments.opts["height"].tolist() == pytest.approx([0.75, 0.25, 1.0])
 
 
@@ -163,8 +169,8 @@ def test_controls_pin_and_mute_exclude_each_other(qtbot):
     controls.table.item(1, 2).setCheckState(Qt.Checked)   # mute b
     controls.table.item(0, 2).setCheckState(Qt.Checked)   # mute a: unpins it
     kw = controls.values()
-    assert kw == {"top_p": 0.7, "max_adapters": 2, "temperature": 0.5, "max_new_tokens": 64,
-                  "pinned": (), "muted": ("a", "b")}
+    assert kw == {"top_p": 0.7, "max_adapters": 2, "temperature": 0.5, "top_k": 0, "sample_top_p": 1.0,
+                  "repetition_penalty": 1.0, "max_new_tokens": 64, "pinned": (), "muted": ("a", "b")}
     controls.set_adapters(["b", "c"])  # b keeps its mute; a is gone
     assert controls.values()["muted"] == ("b",)
     controls.max_adapters.setValue(0)
@@ -210,7 +216,8 @@ def test_conversation_splits_sentences_by_routing_and_sentence_end():
     assert conv.first_sentence(2) == 2 and conv.where(3) == (2, 2, 2) and conv.where(1) == (1, 1, 2)
     assert conv.timeline() == ([{"math": 1.0}, {"code": 1.0}, {}, {}], [0, 2])
     conv.turns.pop()
-    assert conv.drop_last_reply() == "Add 2 and 3." and len(conv.turns) == 1  # regenerate answers it again
+    conv.truncate(1)  # regenerating reply 1 drops it (and all after it) and answers the user text again
+    assert conv.messages()[-1]["content"] == "Add 2 and 3." and len(conv.turns) == 1
 
 
 def test_export_json_and_markdown(tmp_path):
@@ -283,3 +290,96 @@ def test_long_lines_wrap_within_the_pane(qtbot):
         assert message.body.width() <= viewport.width()
     footer = pane.messages[1].footer
     assert footer.isVisible() and footer.width() <= viewport.width() and footer.height() > 2 * footer.fontMetrics().height()
+
+
+def test_the_input_hint_shows_without_clicking_into_the_input(qtbot):
+    """The demo's example prompts appeared only once the input was clicked: Qt does not repaint a placeholder
+    whose text changes."""
+    pane = ChatPane()
+    qtbot.addWidget(pane)
+    pane.show()
+    pane.show_chat()
+    qtbot.waitExposed(pane)
+    painted = []
+
+    class Paints(QObject):
+        def eventFilter(self, _obj, event):
+            if event.type() == QEvent.Paint:
+                painted.append(1)
+            return False
+
+    watcher = Paints()
+    pane.input.viewport().installEventFilter(watcher)
+    pane.set_input_hint("Demo model: it knows a few small tasks. Try: Reverse the word 'garden'.")
+    qtbot.waitUntil(lambda: bool(painted), timeout=2000)
+    assert pane.input.placeholderText().startswith("Demo model")
+
+
+def test_the_main_window_keeps_a_readable_minimum_size(qtbot):
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window.show()
+    window.resize(400, 300)  # the Generation form was unreadable here
+    qtbot.waitUntil(lambda: window.width() >= 780 and window.height() >= 520)
+    boxes = (window.controls.top_p, window.controls.temperature, window.controls.max_new_tokens)
+    assert all(box.height() >= box.minimumSizeHint().height() for box in boxes)  # the form scrolls, not squeezes
+    assert window.chat.input.isVisible() and window.chat.send.width() >= window.chat.send.sizeHint().width() - 1
+
+
+def test_reply_footers_count_in_singular_and_plural_and_say_why_a_reply_is_empty():
+    assert footer({"tokens": 1, "tokens_per_s": 9.0, "stop_reason": "eos"}, "Hi") == "1 token · 9.0 tok/s"
+    assert footer({"tokens": 2, "stop_reason": "length"}, "Hi there") == "2 tokens · cut off at max new tokens"
+    assert footer({"tokens": 0, "stop_reason": "eos"}, "").startswith("Empty reply: the model ended its turn")
+    assert footer({"tokens": 3, "stop_reason": "eos"}, " \n").startswith("Empty reply: 3 tokens, none of them")
+    assert footer({"tokens": 5, "stop_reason": "eos", "dropped_turns": 1}, "x").endswith(
+        "1 earlier message left out of the prompt: the conversation is longer than the model's context")
+    assert footer({}, "") == "generating…"
+
+
+def test_dark_mode_follows_the_desktop_unless_chosen(qtbot, monkeypatch):
+    app = QApplication.instance()
+    scheme = [Qt.ColorScheme.Light]
+    monkeypatch.setattr(theme, "desktop_scheme", lambda: scheme[0])  # offscreen Qt has no desktop to ask
+    redrawn = []
+    theme.notifier.changed.connect(lambda: redrawn.append(theme.current().dark))
+    chart = RoutingChart()
+    qtbot.addWidget(chart)
+    try:
+        theme.use("system")
+        assert not theme.current().dark
+        scheme[0] = Qt.ColorScheme.Dark  # the desktop turns dark: the app follows it
+        QGuiApplication.styleHints().colorSchemeChanged.emit(Qt.ColorScheme.Dark)
+        assert theme.current().dark and redrawn[-1] is True
+        assert app.palette().color(QPalette.Window).lightness() < 60 and theme.DARK.window in app.styleSheet()
+        assert chart.plot.backgroundBrush().color() == QColor(theme.DARK.surface)
+        theme.use("light")  # the user's choice wins over the desktop's
+        assert not theme.current().dark and app.palette().color(QPalette.Window).lightness() > 200
+        QGuiApplication.styleHints().colorSchemeChanged.emit(Qt.ColorScheme.Dark)
+        assert not theme.current().dark
+    finally:
+        theme.use("light")
+
+
+def test_about_lists_versions_and_the_files_the_app_keeps(qtbot, tmp_path):
+    versions = about.versions("6.11.3", "6.11.3")
+    names = [name for name, _ in versions]
+    assert names[:4] == ["LoRA Switchboard", "torch", "transformers", "PEFT"] and "Python" in names
+    dialog = AboutDialog(versions, [("Settings file", str(tmp_path / "s.ini")), ("Log file", str(tmp_path / "l"))])
+    qtbot.addWidget(dialog)
+    assert "torch: " in dialog.text and f"Log file: {tmp_path / 'l'}" in dialog.text
+
+
+def test_settings_offer_quantization_and_a_gguf_file(qtbot, tmp_path, monkeypatch):
+    values = {"model_dir": "", "library_dir": "", "device": "auto", "dtype": "auto", "quantize": "auto",
+              "system_prompt": "", "appearance": "system", "server_enabled": False, "server_host": "127.0.0.1",
+              "server_port": 8000, "server_api_key": "", "routing_context": "turn"}
+    choices = {"default_library": "lib", "devices": DEVICES, "dtypes": DTYPES, "quantize": QUANTIZE,
+               "appearances": APPEARANCES, "routing_contexts": ROUTING_CONTEXTS, "is_loopback": lambda host: host in ("127.0.0.1", "localhost")}
+    dialog = SettingsDialog(values, choices)
+    qtbot.addWidget(dialog)
+    gguf = str(tmp_path / "model.Q4_K_M.gguf")
+    monkeypatch.setattr(settings_dialog.QFileDialog, "getOpenFileName", lambda *a, **k: (gguf, "GGUF models"))
+    next(b for b in dialog.findChildren(QPushButton) if b.text() == "GGUF file…").click()
+    dialog.quantize.setCurrentIndex(dialog.quantize.findData("int8"))
+    assert [dialog.quantize.itemData(i) for i in range(dialog.quantize.count())] == list(QUANTIZE)
+    assert dialog.values()["model_dir"] == gguf and dialog.values()["quantize"] == "int8"

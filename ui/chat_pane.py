@@ -1,5 +1,6 @@
-"""The chat: one message view per turn (Markdown, sentences tinted by their leading adapter), the input box with
-Send/Stop, regenerate and clear, and the empty state shown when no model is loaded."""
+"""The chat: one message view per turn (Markdown, sentences tinted by their leading adapter) with its actions
+(edit and resend a message; regenerate any reply; continue one that was cut off), the context meter, the input
+box with Send/Stop, regenerate and new, and the empty state shown when no model is loaded."""
 import re
 
 from PySide6.QtCore import QPointF, Qt, Signal
@@ -8,6 +9,7 @@ from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QPlainTextEdit, QPus
                                QSizePolicy, QStackedWidget, QTextBrowser, QToolButton, QVBoxLayout, QWidget)
 
 from ui import tinted_markdown
+from ui.context_meter import ContextMeter
 
 Sentences = list[tuple[str, QColor | None, int]]  # (text, tint or None, global sentence id)
 
@@ -61,37 +63,6 @@ class _Body(QTextBrowser):
             self.clicked.emit(sid)
 
 
-class MessageView(QFrame):
-    def __init__(self, role: str):
-        super().__init__()
-        self.role = role
-        self.setObjectName("userMessage" if role == "user" else "assistantMessage")
-        self.source = ""  # the Markdown text, for Copy
-        title = QLabel("You" if role == "user" else "Assistant")
-        title.setObjectName("messageRole")
-        copy = QToolButton(text="Copy", toolTip="Copy this message as Markdown", autoRaise=True)
-        copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.source))
-        self.footer = QLabel(objectName="messageFooter", wordWrap=True)
-        self.footer.hide()
-        self.body = _Body()
-        header = QHBoxLayout()
-        header.addWidget(title)
-        header.addStretch()
-        header.addWidget(copy)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(12, 6, 12, 8)
-        layout.setSpacing(2)
-        layout.addLayout(header)
-        layout.addWidget(self.body)
-        layout.addWidget(self.footer)
-
-    def show_sentences(self, sentences: Sentences, footer: str = ""):
-        self.source = "".join(text for text, _, _ in sentences)
-        tinted_markdown.render(self.body.document(), sentences)
-        self.footer.setText(_LONG_WORD.sub(lambda m: m[0] + "\u200b", footer))  # zero-width space: may break here
-        self.footer.setVisible(bool(footer))
-
-
 class InputBox(QPlainTextEdit):
     """Enter sends, Shift+Enter adds a newline."""
     submitted = Signal()
@@ -103,11 +74,99 @@ class InputBox(QPlainTextEdit):
         super().keyPressEvent(event)
 
 
+class MessageView(QFrame):
+    """One turn. A user message can be edited in place and sent again; a reply regenerated, or continued."""
+    edited = Signal(str)        # the user's message, edited: send it instead
+    regenerate = Signal()
+    resume = Signal()           # continue this reply
+
+    def __init__(self, role: str):
+        super().__init__()
+        self.role = role
+        self.setObjectName("userMessage" if role == "user" else "assistantMessage")
+        self.source = ""  # the Markdown text, for Copy
+        title = QLabel("You" if role == "user" else "Assistant")
+        title.setObjectName("messageRole")
+        copy = QToolButton(text="Copy", toolTip="Copy this message as Markdown", autoRaise=True)
+        copy.clicked.connect(lambda: QGuiApplication.clipboard().setText(self.source))
+        if role == "user":
+            self.actions = [QToolButton(text="Edit", toolTip="Edit this message and send it again (the turns "
+                                        "after it are dropped)", autoRaise=True)]
+            self.actions[0].clicked.connect(self._start_edit)
+        else:
+            self.actions = [QToolButton(text="Regenerate", toolTip="Answer again (the turns after it are dropped)",
+                                        autoRaise=True),
+                            QToolButton(text="Continue", toolTip="Go on writing this reply", autoRaise=True)]
+            self.actions[0].clicked.connect(self.regenerate)
+            self.actions[1].clicked.connect(self.resume)
+            self.actions[1].hide()
+        self.footer = QLabel(objectName="messageFooter", wordWrap=True)
+        self.footer.hide()
+        self.body = _Body()
+        self.editor = InputBox()  # Enter sends the edit, Shift+Enter adds a line
+        self.editor.setFixedHeight(96)
+        self.editor.submitted.connect(self._submit_edit)
+        send, cancel = QPushButton("Send"), QPushButton("Cancel")
+        send.clicked.connect(self._submit_edit)
+        cancel.clicked.connect(lambda: self._editing(False))
+        edit_bar = QHBoxLayout()
+        edit_bar.addStretch()
+        edit_bar.addWidget(cancel)
+        edit_bar.addWidget(send)
+        self._edit_bar = QWidget()
+        self._edit_bar.setLayout(edit_bar)
+        edit_bar.setContentsMargins(0, 0, 0, 0)
+        header = QHBoxLayout()
+        header.addWidget(title)
+        header.addStretch()
+        for button in [*self.actions, copy]:
+            header.addWidget(button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 6, 12, 8)
+        layout.setSpacing(2)
+        layout.addLayout(header)
+        for w in (self.body, self.editor, self._edit_bar, self.footer):
+            layout.addWidget(w)
+        self._editing(False)
+
+    def show_sentences(self, sentences: Sentences, footer: str = "", can_continue: bool = False):
+        self.source = "".join(text for text, _, _ in sentences)
+        tinted_markdown.render(self.body.document(), sentences)
+        self.footer.setText(_LONG_WORD.sub(lambda m: m[0] + "\u200b", footer))  # zero-width space: may break here
+        self.footer.setVisible(bool(footer))
+        if self.role == "assistant":
+            self.actions[1].setVisible(can_continue)
+
+    def set_actions_enabled(self, enabled: bool):
+        for button in self.actions:
+            button.setEnabled(enabled)
+        if not enabled:
+            self._editing(False)
+
+    def _start_edit(self):
+        self.editor.setPlainText(self.source)
+        self._editing(True)
+        self.editor.setFocus()
+
+    def _editing(self, on: bool):
+        self.body.setVisible(not on)
+        self.editor.setVisible(on)
+        self._edit_bar.setVisible(on)
+
+    def _submit_edit(self):
+        text = self.editor.toPlainText().strip()
+        if text:
+            self._editing(False)
+            self.edited.emit(text)
+
+
 class ChatPane(QWidget):
     sendRequested = Signal(str)
     stopRequested = Signal()
-    regenerateRequested = Signal()
-    clearRequested = Signal()
+    editRequested = Signal(int, str)     # turn index, its new text: resend from there
+    regenerateRequested = Signal(int)    # turn index of the reply to answer again
+    continueRequested = Signal(int)      # turn index of the reply to go on with
+    clearRequested = Signal()            # a new conversation
     chooseModelRequested = Signal()
     sentenceHovered = Signal(int)  # global sentence id, -1 when the pointer leaves it
     sentenceClicked = Signal(int)
@@ -160,9 +219,10 @@ class ChatPane(QWidget):
         self.send.setFixedWidth(88)
         self.send.clicked.connect(self._send_or_stop)
         self.regenerate = QPushButton("Regenerate", toolTip="Answer the last message again")
-        self.regenerate.clicked.connect(self.regenerateRequested)
-        self.clear = QPushButton("Clear", toolTip="Start a new conversation")
+        self.regenerate.clicked.connect(self._regenerate_last)
+        self.clear = QPushButton("New", toolTip="Start a new conversation (this one stays in the list)")
         self.clear.clicked.connect(self.clearRequested)
+        self.meter = ContextMeter()
         side = QVBoxLayout()
         side.addWidget(self.send)
         side.addWidget(self.regenerate)
@@ -177,6 +237,7 @@ class ChatPane(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(self.stack, 1)
+        layout.addWidget(self.meter)
         layout.addLayout(bottom)
         self.set_state(generating=False, ready=False)
 
@@ -199,9 +260,21 @@ class ChatPane(QWidget):
         self.send.style().unpolish(self.send)
         self.send.style().polish(self.send)
         self.send.setEnabled(generating or ready)
-        has_reply = bool(self.messages) and not generating
+        has_reply = any(m.role == "assistant" for m in self.messages) and not generating
         self.regenerate.setEnabled(ready and has_reply)
-        self.clear.setEnabled(has_reply)
+        self.clear.setEnabled(bool(self.messages) and not generating)
+        for view in self.messages:
+            view.set_actions_enabled(ready and not generating)
+
+    def set_input_hint(self, text: str):
+        """The input's placeholder (Qt repaints it only when it appears or goes, not when its text changes)."""
+        self.input.setPlaceholderText(text)
+        self.input.viewport().update()
+
+    def _regenerate_last(self):
+        last = max((i for i, m in enumerate(self.messages) if m.role == "assistant"), default=None)
+        if last is not None:
+            self.regenerateRequested.emit(last)
 
     def _send_or_stop(self):
         if self._generating:
@@ -213,18 +286,22 @@ class ChatPane(QWidget):
             self.sendRequested.emit(text)
 
     # ---- messages ----
-    def show_turn(self, index: int, role: str, sentences: Sentences, footer: str = ""):
-        """Create or update the view of turn `index` (turns arrive in order)."""
+    def show_turn(self, index: int, role: str, sentences: Sentences, footer: str = "", can_continue: bool = False):
+        """Create or update the view of turn `index` (turns arrive in order); can_continue: offer Continue."""
         if index == len(self.messages):
             view = MessageView(role)
             view.body.hovered.connect(self.sentenceHovered)
             view.body.clicked.connect(self.sentenceClicked)
+            view.edited.connect(lambda text, v=view: self.editRequested.emit(self.messages.index(v), text))
+            view.regenerate.connect(lambda v=view: self.regenerateRequested.emit(self.messages.index(v)))
+            view.resume.connect(lambda v=view: self.continueRequested.emit(self.messages.index(v)))
+            view.set_actions_enabled(self._ready and not self._generating)
             self._list_layout.insertWidget(self._list_layout.count() - 1, view)
             self.messages.append(view)
-        self.messages[index].show_sentences(sentences, footer)
+        self.messages[index].show_sentences(sentences, footer, can_continue)
 
     def truncate(self, n_turns: int):
-        """Remove the views of turns `n_turns` and later (regenerate, clear)."""
+        """Remove the views of turns `n_turns` and later (edit, regenerate, another conversation)."""
         for view in self.messages[n_turns:]:
             view.setParent(None)
             view.deleteLater()

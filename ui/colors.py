@@ -3,16 +3,16 @@ import zlib
 
 from PySide6.QtGui import QBrush, QColor
 
-# 20 qualitative colours that stay readable as bars on white and as light tints behind text.
+from ui import theme
+
+# 20 qualitative colours that stay readable as bars on white or dark grey, and as tints behind text.
 PALETTE = [
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
     "#9c755f", "#a0cbe8", "#8cd17d", "#d37295", "#499894", "#7b66d2", "#c85200", "#2f4b7c",
     "#bcbd22", "#17becf", "#8c564b", "#f1ce63",
 ]
-BASE = QColor("#b8bec7")      # the base model (no adapter selected, or the router's share for it)
-BASE_NAME = "base model"      # the router's name for the base model in probs and mixes (engine.events.BASE)
-UNSELECTED = QColor("#d5d9df")  # chart bars the top-p cut dropped
-TINT_ALPHA = 60               # of 255: sentence backgrounds stay readable under dark text
+
+BASE_NAME = "base model"  # the router's name for the base model in probs and mixes (engine.events.BASE)
 
 _assigned: dict[str, int] = {}  # palette slot of each adapter in the current bank (see assign)
 _chosen: dict[str, str] = {}    # colours the user picked in the library ("#rrggbb"), which win over the palette
@@ -49,21 +49,33 @@ def choose(name: str, color: str | None):
 
 
 def adapter_color(name: str) -> QColor:
-    if name == BASE_NAME:  # a bar, segment or tint like the base model's everywhere else
-        return QColor(BASE)
+    if name == BASE_NAME:  # the router's share for the base model looks like the base model everywhere
+        return QColor(theme.current().base_bar)
     return QColor(_chosen.get(name) or PALETTE[_assigned.get(name, _slot(name))])
 
 
 def adapter_brush(name: str) -> QBrush:
     """Cached brush: the chart asks for one per bar on every update."""
+    if name == BASE_NAME:
+        return base_brush()  # follows the theme
     brush = _brushes.get(name)
     if brush is None:
         brush = _brushes[name] = QBrush(adapter_color(name))
     return brush
 
 
+def base_brush() -> QBrush:
+    """The base model's bars (no adapter selected)."""
+    return QBrush(QColor(theme.current().base_bar))
+
+
+def dropped_brush() -> QBrush:
+    """Chart bars of the adapters the top-p cut dropped."""
+    return QBrush(QColor(theme.current().dropped_bar))
+
+
 def tint(name: str | None) -> QColor:
-    """Background for a sentence led by adapter `name` (None: base model)."""
-    color = adapter_color(name) if name else QColor(BASE)
-    color.setAlpha(TINT_ALPHA)
+    """Background for a sentence led by adapter `name` (None: base model), light enough for the theme's text."""
+    color = adapter_color(name) if name else QColor(theme.current().base_bar)
+    color.setAlpha(theme.current().tint_alpha)
     return color

@@ -7,10 +7,11 @@ draws the names in view and the chart stays cheap with hundreds of adapters."""
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, Qt
-from PySide6.QtGui import QBrush, QFont, QFontMetrics
+from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QScrollBar, QVBoxLayout, QWidget
 
-from ui.colors import UNSELECTED, adapter_brush
+from ui import theme
+from ui.colors import adapter_brush, dropped_brush
 
 ROW_PX = (22, 36)         # min, max pixel height of one adapter row
 NAME_CHARS = 24           # longer adapter names are elided on the axis (full name in the tooltip)
@@ -23,9 +24,7 @@ class RoutingChart(QWidget):
         super().__init__()
         self.title = QLabel("Routing", objectName="panelTitle")
         self.note = QLabel(objectName="panelNote", wordWrap=True)
-        self.plot = pg.PlotWidget(background="w")
-        self.plot.hideButtons()
-        self.plot.setMenuEnabled(False)
+        self.plot = theme.Plot()
         self.plot.hideAxis("bottom")
         self.plot.getAxis("left").setStyle(tickLength=0)
         vb = self.plot.getViewBox()
@@ -35,10 +34,8 @@ class RoutingChart(QWidget):
         self.bars = pg.BarGraphItem(x0=np.zeros(0), y=np.zeros(0), width=np.zeros(0), height=0.7,
                                     pen=pg.mkPen(None), brushes=[])
         self.plot.addItem(self.bars)
-        self.cut = pg.InfiniteLine(angle=0, pen=pg.mkPen("#c0392b", width=1.5, style=Qt.DashLine),
-                                   # the label under the line: above it sits the last kept bar's weight
-                                   label="", labelOpts=dict(position=0.97, anchors=[(1, 0), (1, 0)],
-                                                            color="#c0392b"))
+        # the label under the line: above it sits the last kept bar's weight
+        self.cut = pg.InfiniteLine(angle=0, label="", labelOpts=dict(position=0.97, anchors=[(1, 0), (1, 0)]))
         self.plot.addItem(self.cut)
         self._labels: list[pg.TextItem] = []  # pool: grows to the most labels ever shown, then reused
         self._names: list[str] = []
@@ -59,12 +56,23 @@ class RoutingChart(QWidget):
         layout.addWidget(self.title)
         layout.addWidget(self.note)
         layout.addLayout(row, 1)
-        self.set_routing({}, {}, None)
+        self._shown = ({}, {}, None)
+        theme.notifier.changed.connect(self._restyle)
+        self._restyle()
+
+    def _restyle(self):
+        t = theme.current()
+        self.cut.setPen(pg.mkPen(t.stop, width=1.5, style=Qt.DashLine))
+        self.cut.label.setColor(t.stop)
+        for label in self._labels:
+            label.setColor(t.text)
+        self.set_routing(*self._shown)
 
     def set_routing(self, probs: dict[str, float], selected: dict[str, float], top_p: float | None,
                     title: str = "Routing", empty_note: str = EMPTY_NOTE):
         """Show one sentence's routing: `probs` over all adapters, `selected` the mix in force.
         With neither, `empty_note` says why."""
+        self._shown = (probs, selected, top_p, title, empty_note)
         values = probs or selected  # no router: show the pinned mix itself
         names = sorted(values, key=lambda n: (n not in selected, -values[n]))  # kept first, then by probability
         n, k = len(names), sum(1 for name in names if name in selected)
@@ -78,7 +86,8 @@ class RoutingChart(QWidget):
         self.note.setText("" if n else empty_note)
         self.note.setVisible(not n)
         self.plot.setVisible(bool(n))
-        brushes = [adapter_brush(name) if name in selected else _GREY for name in names]
+        dropped = dropped_brush()
+        brushes = [adapter_brush(name) if name in selected else dropped for name in names]
         self.bars.setOpts(x0=np.zeros(n), y=np.arange(n, dtype=float), width=widths, height=0.7, brushes=brushes)
 
         self._x_max = next((s for s in X_STEPS if widths.max(initial=0) <= s), 1.0) * 1.22  # room for labels
@@ -90,7 +99,7 @@ class RoutingChart(QWidget):
 
         kept = names[:k]
         while len(self._labels) < len(kept):
-            label = pg.TextItem(anchor=(0, 0.5), color="#222")
+            label = pg.TextItem(anchor=(0, 0.5), color=theme.current().text)
             self.plot.addItem(label)
             self._labels.append(label)
         for i, label in enumerate(self._labels):
@@ -142,9 +151,6 @@ class RoutingChart(QWidget):
             self.plot.setToolTip(name if p is None else f"{name}: p = {p:.4f}")
         else:
             self.plot.setToolTip("")
-
-
-_GREY = QBrush(UNSELECTED)
 
 
 def _elide(name: str) -> str:

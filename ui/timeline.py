@@ -3,10 +3,10 @@ grey for the base model. Thin grey bars separate the replies. Click a bar to ins
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QBrush
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from ui.colors import BASE, adapter_brush
+from ui import theme
+from ui.colors import adapter_brush, base_brush
 
 BAR_PX = 20  # about this many pixels per sentence: the visible window follows the newest sentences
 
@@ -18,19 +18,15 @@ class Timeline(QWidget):
         super().__init__()
         self._mixes: list[dict[str, float]] = []
         self.title = QLabel("Timeline", objectName="panelTitle")
-        self.plot = pg.PlotWidget(background="w")
-        self.plot.hideButtons()
-        self.plot.setMenuEnabled(False)
+        self.plot = theme.Plot()
         self.plot.hideAxis("left")
         self.plot.getAxis("bottom").setStyle(tickLength=-4)
         vb = self.plot.getViewBox()
         vb.setMouseEnabled(x=True, y=False)  # drag/scroll back through a long conversation
         self.segments = pg.BarGraphItem(x=np.zeros(0), y0=np.zeros(0), height=np.zeros(0), width=0.8,
                                         pen=pg.mkPen(None), brushes=[])
-        self.separators = pg.BarGraphItem(x=np.zeros(0), y0=-0.04, height=1.08, width=0.08,
-                                          pen=pg.mkPen(None), brush="#9aa3ad")
-        self.current = pg.BarGraphItem(x=[0], y0=-0.03, height=1.06, width=0.95, brush=None,
-                                       pen=pg.mkPen("#222", width=2))
+        self.separators = pg.BarGraphItem(x=np.zeros(0), y0=-0.04, height=1.08, width=0.08, pen=pg.mkPen(None))
+        self.current = pg.BarGraphItem(x=[0], y0=-0.03, height=1.06, width=0.95, brush=None)
         self.current.hide()
         for item in (self.segments, self.separators, self.current):
             self.plot.addItem(item)
@@ -43,6 +39,14 @@ class Timeline(QWidget):
         layout.addWidget(self.title)
         layout.addWidget(self.plot, 1)
         self.set_sentences([], [])
+        theme.notifier.changed.connect(self._restyle)
+        self._restyle()
+
+    def _restyle(self):
+        t = theme.current()
+        self.separators.setOpts(brush=t.separator)
+        self.current.setOpts(pen=pg.mkPen(t.text, width=2))
+        self._draw()
 
     def count(self) -> int:
         return len(self._mixes)
@@ -63,13 +67,14 @@ class Timeline(QWidget):
         """Segments of the sentences in view only: a long conversation costs no more to draw than a short one."""
         lo, hi = self.plot.getViewBox().viewRange()[0]
         x, y0, h, brushes = [], [], [], []
+        base = base_brush()
         for i in range(max(0, int(lo)), min(len(self._mixes), int(hi) + 2)):
             bottom = 0.0
             for name, w in sorted(self._mixes[i].items(), key=lambda kv: -kv[1]) or [(None, 1.0)]:
                 x.append(i)
                 y0.append(bottom)
                 h.append(w)
-                brushes.append(adapter_brush(name) if name else _BASE)
+                brushes.append(adapter_brush(name) if name else base)
                 bottom += w
         self.segments.setOpts(x=np.array(x, float), y0=np.array(y0, float), height=np.array(h, float),
                               width=0.8, brushes=brushes)
@@ -100,5 +105,3 @@ class Timeline(QWidget):
         parts = ", ".join(f"{n} {w:.2f}" for n, w in sorted(mix.items(), key=lambda kv: -kv[1])) or "base model"
         self.plot.setToolTip(f"Sentence {i + 1}: {parts}")
 
-
-_BASE = QBrush(BASE)

@@ -8,9 +8,10 @@ import re
 
 from PySide6.QtGui import QColor, QTextCharFormat, QTextCursor, QTextDocument, QTextFormat
 
+from ui import theme
+
 SENTENCE_ID = QTextFormat.UserProperty + 1  # char format property: global sentence index
 _MARK = 0xE000  # Unicode private use area: never in model output we render
-CODE_BACKGROUND = QColor("#f1f3f6")
 # Lines where a marker would change the Markdown structure: fences, blank lines, rules, setext and table rules.
 _STRUCTURAL = re.compile(r"\s{0,3}(```|~~~)|\s*$|\s{0,3}(=+|-+|(\*\s*){3,}|(_\s*){3,})\s*$"
                          r"|\s*\|?(\s*:?-+:?\s*\|)+\s*(:?-+:?)?\s*$")
@@ -50,7 +51,7 @@ def render(doc: QTextDocument, sentences: list[tuple[str, QColor | None, int]]):
     while block.isValid():  # Qt renders code blocks in a fixed-pitch font only; give them a background too
         if block.blockFormat().hasProperty(QTextFormat.BlockCodeLanguage):
             fmt = block.blockFormat()
-            fmt.setBackground(CODE_BACKGROUND)
+            fmt.setBackground(QColor(theme.current().code_back))
             cursor.setPosition(block.position())
             cursor.setBlockFormat(fmt)
         block = block.next()

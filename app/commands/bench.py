@@ -37,6 +37,9 @@ def add_parser(sub):
     p.add_argument("--memory-gib", type=options.above_zero, metavar="GIB",
                    help="with --workload chat: let the engine use only this much GPU memory (a stand-in for a "
                         "smaller card)")
+    p.add_argument("--quantize", type=options.quantized_kinds, metavar="KINDS",
+                   help="with the table: also time engines of these weights, e.g. int8,int4, next to the float "
+                        "engine (decode, batch, fused, switch, quality, memory)")
     p.add_argument("--json", metavar="FILE", help="write all numbers to this file")
     p.add_argument("--library", action="store_true",
                    help="instead: time importing --adapters random adapters of --shape into a fresh adapter "
@@ -54,6 +57,8 @@ def check(args):
     if unknown:
         return f"--targets: unknown module kind(s) {', '.join(map(repr, unknown))}; use {','.join(LINEAR_KINDS)} " \
                f"or all-linear"
+    if args.quantize and (args.library or args.workload != "table"):
+        return "--quantize adds rows to the decode table (--workload table)"
     if args.dir and not args.library:
         return "--dir is for --library (the folder its imports are timed in)"
     if args.library:
@@ -109,7 +114,8 @@ def run(args) -> int:
             else:
                 kind = bench
                 res = bench.run(args.shape, args.model, args.device, args.dtype, args.adapters, args.rank,
-                                args.targets, args.prompt, args.new, args.runs, peft=not args.no_peft, log=log)
+                                args.targets, args.prompt, args.new, args.runs, peft=not args.no_peft,
+                                quantize=args.quantize or (), log=log)
     except SwitchboardError as e:
         print(f"switchboard bench: {e}", file=sys.stderr)
         return 2

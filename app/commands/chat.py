@@ -17,8 +17,8 @@ def add_parser(sub):
                        description="Stream a reply to PROMPT. The reply goes to stdout; each sentence's routing "
                                    "and the final statistics go to stderr. Without --model: the bundled demo.")
     p.add_argument("prompt", help="the user message")
-    p.add_argument("--model", type=options.folder, metavar="DIR",
-                   help="a local Hugging Face model folder (default: the bundled demo)")
+    p.add_argument("--model", type=options.model, metavar="DIR|FILE.gguf",
+                   help="a local Hugging Face model folder or .gguf file (default: the bundled demo)")
     p.add_argument("--library", type=options.folder, metavar="DIR",
                    help="an adapter library folder to load (default: the demo's adapters)")
     p.add_argument("--router", type=options.router_file, metavar="FILE",
@@ -27,6 +27,8 @@ def add_parser(sub):
     p.add_argument("--device", type=options.device, default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--dtype", choices=options.DTYPES, default="auto")
     p.add_argument("--allow-pickle", action="store_true", help="load .bin/.pt weights (only for trusted files)")
+    p.add_argument("--quantize", choices=options.QUANTIZE, default="auto",
+                   help="weight-only quantization at load (auto: a GGUF file's own precision, else none)")
     p.add_argument("--system", help="a system prompt")
     r = p.add_argument_group("routing (which adapters each sentence is generated under)")
     r.add_argument("--top-p", "--routing-top-p", dest="top_p", type=options.setting("top_p", options.number),
@@ -73,7 +75,7 @@ def _chat(args) -> int:
 
     g = settings(args)  # before the model loads: a bad preset costs no wait
     opened = open_engine(args.model, library_dir=args.library, device=args.device, dtype=args.dtype,
-                         allow_pickle=args.allow_pickle)
+                         allow_pickle=args.allow_pickle, quantize=args.quantize)
     engine = opened.engine
     if args.router:
         engine.load_router(args.router)

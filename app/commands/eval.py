@@ -18,7 +18,8 @@ def add_parser(sub):
                                    "two lines) routed per sentence and once per reply. --conversations: chats "
                                    "of 2-4 turns built from the task files, scored per turn, and small talk, "
                                    "where routed should answer as the base model does. Defaults: the bundled demo.")
-    p.add_argument("--model", type=options.folder, metavar="DIR", help="model folder (default: the demo model)")
+    p.add_argument("--model", type=options.model, metavar="DIR|FILE.gguf",
+                   help="model folder or .gguf file (default: the demo model)")
     p.add_argument("--library", type=options.folder, metavar="DIR",
                    help="adapter library with a trained router (default: the demo's)")
     p.add_argument("--tasks", type=options.folder, metavar="DIR",
@@ -42,6 +43,8 @@ def add_parser(sub):
     p.add_argument("--top-p", type=options.setting("top_p", options.number), default=0.8, metavar="P",
                    help="routing top-p")
     p.add_argument("--device", type=options.device, default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--quantize", choices=options.QUANTIZE, default="auto",
+                   help="weight-only quantization at load (auto: a GGUF file's own precision, else none)")
     p.add_argument("--json", metavar="FILE", help="write all numbers to this file")
 
 
@@ -74,7 +77,7 @@ def run(args) -> int:
 
     try:
         policies = _policies(args.routing_context)
-        opened = open_engine(args.model, library_dir=args.library, device=args.device)
+        opened = open_engine(args.model, library_dir=args.library, device=args.device, quantize=args.quantize)
         print(f"[{opened.description}]", file=sys.stderr)
         engine = opened.engine
         tasks = evaluate.load_tasks(args.tasks or DEMO_DIR / "tasks", engine.adapters)
@@ -89,7 +92,8 @@ def run(args) -> int:
             if len(policies) > 1:
                 raise SwitchboardError("--routing-context takes one policy without --conversations")
             res = evaluate.run(engine, tasks, **kw)
-            two = args.two_tasks or (None if args.tasks else _bundled(DEMO_DIR / "two_tasks.jsonl", "two-task prompts"))
+            two = args.two_tasks or (None if args.tasks else
+                                     _bundled(DEMO_DIR / "two_tasks.jsonl", "two-task prompts"))
             if two is not None:
                 res["two_tasks"] = evaluate.run_two_tasks(engine, evaluate.load_two_tasks(two, engine.adapters),
                                                           **kw)

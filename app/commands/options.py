@@ -13,6 +13,7 @@ from engine.errors import SwitchboardError
 from engine.generation import GenerationSettings
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")
+QUANTIZE = ("auto", "none", "int8", "int4")  # Engine.load's quantize: auto is a GGUF file's own precision, else none
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
@@ -85,6 +86,25 @@ def folder(text: str) -> str:
     if not path.is_dir():
         raise argparse.ArgumentTypeError(f"not a folder: {path}")
     return str(path)
+
+
+def model(text: str) -> str:
+    """An existing model folder or .gguf file, ~ expanded."""
+    path = Path(text).expanduser()
+    if path.suffix.lower() != ".gguf":
+        return folder(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"GGUF file not found: {path}")
+    return str(path)
+
+
+def quantized_kinds(text: str) -> tuple[str, ...]:
+    """'int8,int4' -> ("int8", "int4"): the quantized engines `bench` times next to the float one."""
+    kinds = tuple(k.strip() for k in text.split(","))
+    unknown = [k for k in kinds if k not in QUANTIZE[2:]]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown kind {unknown[0]!r}: use int8, int4 or int8,int4")
+    return kinds
 
 
 def device(text: str) -> str:

@@ -3,8 +3,10 @@
 Policy:
 - A batch is one `Engine.generate_rows` call, run as one job through the host's `run_on_engine(job)`. A request
   that arrives while a batch runs waits for the next batch (rows never join a running batch). A request that
-  finds the engine idle waits `window_s` (2 ms) for others to join it, longer (up to twice that) while
-  requests are still being read and checked (arrive() .. submit()); a full batch starts at once.
+  finds the engine idle waits `window_s` (2 ms) for others to join it, and longer (up to `ARRIVAL_WAIT_S`)
+  while requests are still being read and checked (arrive() .. submit()): clients that ask at the same moment
+  are checked one after another on the server's event loop, and one left out would wait for a whole batch.
+  A full batch starts at once.
 - A batch takes the oldest waiting request and every later one that can share its rows (at most `max_rows`):
   the same GenerationSettings, and all routed by the router or all with fixed mixes (each row its own mix).
   Seeded sampling runs alone, so the seed alone decides its tokens.
@@ -34,6 +36,7 @@ class ReplyFailed(Exception):
 
 
 _ids = itertools.count(1)
+ARRIVAL_WAIT_S = 0.05  # the longest a batch waits for requests still being read and checked
 
 
 @dataclass(eq=False)
@@ -79,7 +82,7 @@ class Scheduler:
         self.engine = engine
 
     def arrive(self):
-        """A request is being read and checked: a batch about to start waits (2 windows at most) for its
+        """A request is being read and checked: a batch about to start waits (ARRIVAL_WAIT_S at most) for its
         submit(), or its depart() if it is refused."""
         with self._cond:
             self._arriving += 1
@@ -151,7 +154,7 @@ class Scheduler:
     def _take(self) -> list[ServedRequest]:
         with self._cond:
             while self._pending and not self._ready(time.monotonic()):
-                self._cond.wait(timeout=self.window_s / 4)
+                self._cond.wait(timeout=max(self.window_s / 4, 0.0005))
             self._pending = [r for r in self._pending if not r.cancelled]  # left between arrival and submit
             batch = self._compatible()[: self.max_rows]
             self._pending = [r for r in self._pending if r not in batch]
@@ -159,9 +162,9 @@ class Scheduler:
 
     def _ready(self, now: float) -> bool:
         waited = now - self._pending[0].submitted
-        if len(self._compatible()) >= self.max_rows or waited >= 2 * self.window_s:
+        if len(self._compatible()) >= self.max_rows:
             return True
-        return waited >= self.window_s and not self._arriving
+        return waited >= (ARRIVAL_WAIT_S if self._arriving else self.window_s)
 
     def _compatible(self) -> list[ServedRequest]:
         if not self._pending:

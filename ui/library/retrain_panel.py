@@ -10,6 +10,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
+from ui import theme
 from ui.notice import Notice
 
 HEAT = pg.ColorMap([0.0, 1.0], [(241, 244, 248), (46, 84, 140)])  # share of a row: pale grey -> deep blue
@@ -40,14 +41,11 @@ class RetrainPanel(QWidget):
         self.progress = QProgressBar(textVisible=False)
         self.progress_label = QLabel(objectName="hint")
         self.result_title = QLabel("Held-out accuracy", objectName="hint")
-        self.accuracy = QLabel("—")
-        self.accuracy.setStyleSheet("font-size: 24pt; font-weight: 600; color: #2e548c;")
+        self.accuracy = QLabel("—", objectName="accuracy")
         self.summary = QLabel(objectName="hint", wordWrap=True)
         self.matrix_title = QLabel("Confusion matrix", objectName="sectionTitle")
 
-        self.plot = pg.PlotWidget(background="w")
-        self.plot.hideButtons()
-        self.plot.setMenuEnabled(False)
+        self.plot = theme.Plot()
         vb = self.plot.getViewBox()
         vb.invertY(True)   # first adapter at the top
         vb.setMouseEnabled(x=False, y=False)
@@ -55,7 +53,6 @@ class RetrainPanel(QWidget):
             axis = self.plot.getAxis(side)
             axis.setStyle(tickLength=0)
             axis.setPen(pg.mkPen(None))  # no axis lines around the matrix: only the names
-            axis.setTextPen(pg.mkPen("#3b4656"))
         self.plot.setLabel("left", "examples of adapter")
         self.plot.setLabel("bottom", "routed to adapter")
         self.image = pg.ImageItem(axisOrder="row-major")  # image[row, col] = confusion[true, routed]

@@ -18,7 +18,6 @@ from ui.library.drop_zone import DropZone
 from ui.library.examples_editor import ExamplesEditor
 from ui.library.retrain_panel import RetrainPanel
 from ui.notice import Notice
-from ui.style import LIBRARY_STYLE_SHEET
 
 
 class LibraryWindow(QWidget):
@@ -36,7 +35,6 @@ class LibraryWindow(QWidget):
         self.root = root
         self.setWindowTitle(f"Adapter library — {root}")
         self.setAttribute(Qt.WA_StyledBackground)
-        self.setStyleSheet(LIBRARY_STYLE_SHEET)
         self.setAcceptDrops(True)  # drops anywhere in the window import, not only on the zone
         self.bank: list[str] | None = None  # the loaded model's adapters; None: no model
         self.model_name: str | None = None
