@@ -1,7 +1,8 @@
 """Controller: the main window (ui/main_window.py) wired to the engine worker (app/worker.py).
 
 On start it reopens the conversation changed last (app/conversations_controller.py) and opens the configured
-model, else the bundled demo (model, adapters, router), else shows an empty state that explains how to choose a
+model, else the bundled demo (model, adapters, router; on first start they are installed into the user's library,
+app/demo_library.py), else shows an empty state that explains how to choose a
 model folder. It owns the open conversation (app/conversation.py): streamed events update it, and the views
 redraw from it at most once per frame. A sent message can be edited and sent again, any reply regenerated and a
 reply cut off continued; each drops the turns after it. The Library menu opens the library window
@@ -23,7 +24,7 @@ from .plural import plural
 from .presets import Presets
 from .presets_controller import PresetsController
 from .server_controller import ServerController
-from .settings import APPEARANCES, DEVICES, DTYPES, QUANTIZE, Settings
+from .settings import APPEARANCES, DEVICES, DTYPES, QUANTIZE, ROUTING_CONTEXTS, Settings
 from .worker import EngineWorker, ModelInfo
 from .worker_signals import WorkerSignals
 from ui import colors, theme
@@ -37,7 +38,7 @@ FRAME_MS = 30  # streamed text and routing redraw at most this often (~33 frames
 MESSAGE_MS = 15000
 MODEL_KEYS = {"model_dir", "library_dir", "device", "dtype", "quantize"}
 SERVER_KEYS = {"server_enabled", "server_host", "server_port", "server_api_key"}
-SETTINGS_KEYS = (*MODEL_KEYS, "system_prompt", "appearance", *SERVER_KEYS)
+SETTINGS_KEYS = (*MODEL_KEYS, "system_prompt", "appearance", "routing_context", *SERVER_KEYS)
 CONTINUABLE = ("length", "cancel")  # a reply that stopped for these can be continued
 
 
@@ -139,7 +140,7 @@ class Controller(QObject):
         if model_dir is None and not paths.demo_available():
             self.window.chat.show_empty("No model yet", NO_MODEL_TEXT)
             return
-        library = self.library_dir()  # the user's adapters (the demo brings its own)
+        library = self.library_dir()  # the user's adapters; the demo's are installed there on first start
         self.model, self.demo = None, model_dir is None
         self.server.take_engine()
         self.window.controls.set_adapters([])
@@ -147,7 +148,7 @@ class Controller(QObject):
         self._update_status()
         self.window.chat.show_empty("Loading model…", model_dir or "the bundled demo model")
         future = self.worker.load_model(model_dir, self.settings.device, self.settings.dtype,
-                                        library_dir=str(library) if model_dir and library.is_dir() else None,
+                                        library_dir=str(library) if model_dir is None or library.is_dir() else None,
                                         quantize=self.settings.quantize)
         self.run(future, self._loaded, self._load_failed)
 
@@ -160,6 +161,7 @@ class Controller(QObject):
         values = self.window.ask_settings(current, {"default_library": str(paths.default_library_dir()),
                                                     "devices": DEVICES, "dtypes": DTYPES,
                                                     "quantize": QUANTIZE, "appearances": APPEARANCES,
+                                                    "routing_contexts": ROUTING_CONTEXTS,
                                                     "is_loopback": _is_loopback}, page)
         if values is None:
             return
@@ -296,7 +298,7 @@ class Controller(QObject):
         self._refresh_timeline()
 
     def _generate(self, continue_reply: bool = False):
-        settings = self._settings()
+        settings = self._settings().with_(routing_context=self.settings.routing_context)  # Settings: every chat
         messages = self.conv.messages(self.window.system_prompt.text())
         if continue_reply:
             self.conv.resume_assistant(settings)

@@ -1,5 +1,6 @@
 """Typed access to the persisted settings. The store is a QSettings (or anything with its value / setValue /
 sync), made by the app (app/gui.py) or a test (backed by a temp file); this module needs no Qt."""
+from engine.context import POLICIES
 from engine.errors import SwitchboardError
 from engine.generation import GenerationSettings
 
@@ -20,6 +21,21 @@ def _flag(value) -> bool:
     return bool(value)
 
 
+# what the router reads before each sentence (engine/context.py): Settings offers these, in this order
+ROUTING_CONTEXTS = {
+    "turn": "Current turn: your latest message and the reply so far (recommended)",
+    "sentence": "Current sentence: your latest message and the reply's last sentence",
+    "decayed": "Current turn, with earlier turns at a lower weight",
+    "history": "Whole conversation (its last 256 words)",
+}
+
+
+def _routing_context(value) -> str:
+    if value not in POLICIES:
+        raise ValueError(f"routing context must be one of {', '.join(POLICIES)}, got {value!r}")
+    return value
+
+
 # key: (default, type)
 _FIELDS = {
     "model_dir": ("", str),
@@ -34,6 +50,7 @@ _FIELDS = {
     "server_host": ("127.0.0.1", str),
     "server_port": (8000, int),
     "server_api_key": ("", str),
+    "routing_context": (GenerationSettings().routing_context, _routing_context),  # every reply, from Settings
 }
 # the GenerationSettings fields the window's Generation controls set; a new conversation starts with the last
 # values used (defaults: GenerationSettings)

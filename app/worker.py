@@ -229,7 +229,7 @@ class EngineWorker:
             self.report(Progress(f"Loading adapter {name} ({done}/{total})…", done / total))
 
         opened = open_engine(model_dir, library_dir=library_dir, device=device, dtype=dtype, quantize=quantize,
-                             progress=adapters)
+                             progress=adapters, notify=lambda message: self.report(Progress(message)))
         self._engine, self._demo = opened.engine, opened.demo
         return Loaded([(str(path), reason) for path, reason in opened.refused], opened.colors, opened.notes)
 

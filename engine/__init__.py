@@ -6,7 +6,7 @@ import importlib
 
 _WHERE = {"Engine": "engine", "AdapterError": "errors", "ExamplesError": "errors", "ModelError": "errors",
           "RouterError": "errors", "SwitchboardError": "errors", "DoneEvent": "events", "RoutingEvent": "events",
-          "TokenEvent": "events", "GenerationSettings": "generation"}
+          "TokenEvent": "events", "BASE": "events", "GenerationSettings": "generation"}
 
 __all__ = list(_WHERE)
 

@@ -8,9 +8,10 @@ import torch
 
 from .adapter_io import read_adapter
 from .chat import build_prompt
+from .context import context_text, router_context
 from .decode import Decoder, cache_len, prefill
 from .errors import SwitchboardError
-from .events import DoneEvent, RoutingEvent, TokenEvent
+from .events import BASE, DoneEvent, RoutingEvent, TokenEvent
 from .generation import GenerationSettings
 from .lora import AdapterBank
 from .model import load_model
@@ -147,7 +148,8 @@ class Engine:
 
         `settings` (GenerationSettings; keyword `changes` override its fields) say how to route, sample and stop.
         The mix for each sentence comes from `mix` (fixed {name: weight}), else `route(context, sentence)` (a
-        callback returning {name: weight} or a RoutingEvent), else the loaded router, else the base model."""
+        callback returning {name: weight} or a RoutingEvent; context: [(text, weight)] as engine/context.py builds it
+        for `settings.routing_context`), else the loaded router, else the base model."""
         yield from self.generate_rows([messages], settings, mix=None if mix is None else [mix], route=route,
                                       continue_reply=continue_reply, **changes)
 
@@ -184,7 +186,7 @@ class Engine:
             torch.manual_seed(g.seed)
         prompts = [build_prompt(self.tokenizer, c, self.context_len - g.max_new_tokens, continue_reply)
                    for c in conversations]
-        streams = [_Stream(self, c, p, g.stop) for c, (p, _) in zip(conversations, prompts)]
+        streams = [_Stream(self, c, p, g.stop, g.routing_context) for c, (p, _) in zip(conversations, prompts)]
         try:
             yield from self._generate(prompts, streams, g, self._router_fn(route, g), mix, t_start)
         except torch.cuda.OutOfMemoryError as e:
@@ -332,10 +334,11 @@ class Engine:
 
     def _route_row(self, row, stream, pick, fixed):
         t = time.perf_counter()
+        context = stream.context()
         if fixed is not None:
             result = fixed[row] or {}
         elif pick is not None:
-            result = pick(stream.context(), len(stream.routing))
+            result = pick(context, len(stream.routing))
         else:
             result = {}
         probs, selected = ({}, dict(result)) if isinstance(result, dict) else (result.probs, result.selected)
@@ -345,8 +348,8 @@ class Engine:
             selected = {k: w / total for k, w in kept.items()} if total > 0 else {}
         ms = (time.perf_counter() - t) * 1000
         stream.routing_ms += ms
-        stream.routing.append(RoutingEvent(len(stream.routing), probs, selected, ms, row))
-        return selected or None
+        stream.routing.append(RoutingEvent(len(stream.routing), probs, selected, ms, row, context_text(context)))
+        return {k: w for k, w in selected.items() if k != BASE} or None  # the base model's share: no delta
 
     def _short_replies(self):
         for sampled in (False, True):  # prefill, both samplers' first graphs, the KV cache of a chat
@@ -380,12 +383,13 @@ class Engine:
 class _Stream:
     """One row's text state: detokenizer, sentence splitter, stop strings, routing trace."""
 
-    def __init__(self, engine, conversation, prompt_ids, stop):
+    def __init__(self, engine, conversation, prompt_ids, stop, routing_context):
         self.detok = Detokenizer(engine.tokenizer, prefix_ids=prompt_ids[-8:])
         self.splitter = SentenceSplitter()
         self.stop = [s for s in stop if s]
-        # what the router reads before the reply: the raw prompt, or the conversation's texts
-        self.history = conversation if isinstance(conversation, str) else "\n".join(m["content"] for m in conversation)
+        if isinstance(conversation, str):  # a raw prompt (text completion): the router reads it as the user's turn
+            conversation = [{"role": "user", "content": conversation}]
+        self.conversation, self.routing_context = conversation, routing_context
         self.text = ""          # generated text so far
         self.sent = 0           # characters of `text` already emitted
         self.tokens = 0
@@ -394,8 +398,9 @@ class _Stream:
         self.sentence_ended = False
         self.done, self.stop_reason = False, None
 
-    def context(self) -> str:
-        return f"{self.history}\n{self.text}"
+    def context(self) -> list[tuple[str, float]]:
+        """What the router reads before the next sentence (engine/context.py)."""
+        return router_context(self.routing_context, self.conversation, self.text)
 
     def push(self, token: int, row: int):
         self.tokens += 1

@@ -5,7 +5,8 @@ lowercased text. Optional view: the base model's tokenizer, whose token-id unigr
 the word n-grams. Hashing is stable across processes (crc32 and a numpy polynomial hash, never Python's
 salted hash()), so a saved router featurizes exactly as it did when trained.
 Weights: sublinear term frequency (1 + log tf) per view, each view L2-normalised, then scaled by sqrt(1/2)
-so a sample's whole feature vector has unit norm.
+so a sample's whole feature vector has unit norm. A context given as parts [(text, weight), ...] (engine/context.py:
+earlier turns down-weighted) is the weighted sum of its parts' vectors, scaled back to unit norm.
 """
 import math
 import re
@@ -95,8 +96,19 @@ class Featurizer:
             words = words[1:]  # the cut split a word: drop its end
         return " ".join(words[-self.max_words:]).lower()
 
-    def __call__(self, text):
-        """One text -> (indices int64 [K], weights float32 [K]); K >= 1."""
+    def __call__(self, context):
+        """A text, or parts [(text, weight), ...] -> (indices int64 [K], weights float32 [K]); K >= 1."""
+        if isinstance(context, str):
+            return self._text(context)
+        parts = [(text, weight) for text, weight in context if weight > 0]
+        if len(parts) <= 1:  # one part at any weight is its own unit vector: exactly as a text
+            return self._text(parts[0][0] if parts else "")
+        feats = [(i, w * weight) for text, weight in parts for i, w in [self._text(text)]]
+        idx, inverse = np.unique(np.concatenate([i for i, _ in feats]), return_inverse=True)
+        w = np.bincount(inverse, weights=np.concatenate([w for _, w in feats])).astype(np.float32)  # [K]
+        return idx, w / np.sqrt(np.dot(w, w))
+
+    def _text(self, text):
         s = self.tail(text)
         if self._encode is None:
             tok = np.fromiter((zlib.crc32(w.encode()) for w in _WORD_RE.findall(s)), np.uint64)
@@ -126,9 +138,9 @@ class Featurizer:
         w *= norm / np.sqrt(np.dot(w, w))
         return idx, w
 
-    def batch(self, texts):
-        """texts -> (indices int64 [sum K], offsets int64 [B], weights float32 [sum K]) for nn.EmbeddingBag."""
-        feats = [self(t) for t in texts]
+    def batch(self, contexts):
+        """contexts -> (indices int64 [sum K], offsets int64 [B], weights float32 [sum K]) for nn.EmbeddingBag."""
+        feats = [self(c) for c in contexts]
         sizes = np.array([len(i) for i, _ in feats], np.int64)
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         return (np.concatenate([i for i, _ in feats]), offsets, np.concatenate([w for _, w in feats]))

@@ -5,6 +5,7 @@ refused here, with a message that names the field, before any work starts.
 """
 from dataclasses import dataclass, fields, replace
 
+from .context import POLICIES
 from .errors import SwitchboardError
 
 
@@ -16,6 +17,7 @@ class GenerationSettings:
     pinned: tuple[str, ...] = ()        # always in the mix (unless muted)
     muted: tuple[str, ...] = ()         # never in the mix
     enabled: tuple[str, ...] | None = None  # only these may be chosen (None: every adapter)
+    routing_context: str = "turn"       # what the router reads before a sentence: one of engine.context.POLICIES
     # sampling: which token comes next
     temperature: float = 0.0            # 0 = greedy
     top_k: int = 0                      # 0 = off
@@ -37,6 +39,7 @@ class GenerationSettings:
         checks = [
             (0.0 < self.top_p <= 1.0, "top_p", "must be in (0, 1]"),
             (self.max_adapters is None or self.max_adapters >= 1, "max_adapters", "must be at least 1 (or None)"),
+            (self.routing_context in POLICIES, "routing_context", f"must be one of {', '.join(POLICIES)}"),
             (self.temperature >= 0.0, "temperature", "must be 0 (greedy) or more"),
             (self.top_k >= 0, "top_k", "must be 0 (off) or more"),
             (0.0 < self.sample_top_p <= 1.0, "sample_top_p", "must be in (0, 1]"),

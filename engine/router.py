@@ -3,9 +3,17 @@
     featurizer (engine/features.py): hashed word + character n-grams, sparse
     -> EmbeddingBag(buckets, dim, sum)      layer 1: a linear map of the sparse features
     -> Linear(dim, hidden) -> Linear(hidden, hidden)   layers 2-3
-    -> Linear(hidden, N adapters)           layer 4: the head, the only part a head-only retrain refits
+    -> Linear(hidden, N adapters [+ base])  layer 4: the head, the only part a head-only retrain refits
 
-Saved as `x.safetensors` (weights) + `x.json` (adapter names in order, featurizer settings, report, date).
+Abstention: a router trained with `base=True` (the default) has one more class, BASE ("base model"), learnt from
+generated general-chat prompts (engine/general_chat.py): small talk routes to the base model instead of to
+whichever adapter is least unlikely. A class rather than a threshold on the top probability: it takes part in
+top-p (the base model is one more choice, with a share of the mix and a bar in the chart), it needs no cut-off
+calibrated per router, and on tests/bench_router.py it sent 95-97% of unseen general chat to the base model
+where a threshold that already costs 1% of the task prompts sent 76-87% (docs/PERFORMANCE.md, "Abstention").
+
+Saved as `x.safetensors` (weights) + `x.json` (adapter names in order, whether it has the base class, featurizer
+settings, report, date). Version 1 files (no base class) still load.
 """
 import contextlib
 import hashlib
@@ -24,12 +32,14 @@ from torch import nn
 
 from engine.atomic import write_bytes
 from engine.errors import RouterError
-from engine.events import RoutingEvent
+from engine.events import BASE, RoutingEvent
 from engine.features import Featurizer
+from engine.general_chat import general_chat
 from engine.topp import top_p_select
 
 FORMAT = "lora-switchboard-router"
-VERSION = 1
+VERSION = 2                 # 2 added "base" (the base-model class); version 1 files have none
+READS = (1, 2)
 
 # Training recipe, tuned for few examples per adapter (~100) on tests/router_tasks.py; see docs/PERFORMANCE.md.
 DIM, HIDDEN = 32, 256       # 2**17 buckets x 32 + 32x256 + 256x256 + 256xN: 4.3M parameters at N = 33
@@ -44,6 +54,8 @@ MIN_STEPS = 1500            # small example sets get more epochs, large ones few
 MAX_EPOCHS = 100            # ... up to this many (tiny sets: ~100 steps at least)
 HEAD_STEPS = 300            # full-batch steps of a head-only retrain (it takes about a second)
 HEAD_WEIGHT_DECAY = 1e-2    # keeps a new adapter's row from claiming prompts the old rows are merely unsure of
+MIN_BASE_EXAMPLES = 200     # the base class gets as many general-chat prompts as an adapter has examples on average,
+                            # at least this many
 MAX_WIDTH = 4096            # dim and hidden a saved router may declare (checked before anything is allocated)
 
 
@@ -93,11 +105,13 @@ class _Data:
 
 
 class Router:
-    def __init__(self, net, featurizer, adapters, report):
+    def __init__(self, net, featurizer, adapters, report, base=False):
         self.net = net.eval()
         self.featurizer = featurizer
         self._adapters = list(adapters)
-        self._index = {a: i for i, a in enumerate(self._adapters)}
+        self.base = bool(base)  # has the BASE class (after the adapters)
+        self._labels = self._adapters + [BASE] * self.base
+        self._index = {a: i for i, a in enumerate(self._labels)}
         self.report = report
         self._offset0 = torch.zeros(1, dtype=torch.int64)
 
@@ -105,80 +119,97 @@ class Router:
     def adapters(self):
         return list(self._adapters)
 
+    @property
+    def labels(self):
+        """The router's choices in output order: the adapters, then BASE when it has the base class."""
+        return list(self._labels)
+
     # ------------------------------------------------------------------ inference
-    def probs(self, text):
-        """Router probabilities of all adapters for `text` (its last `max_words` words): float32 [N]."""
-        idx, w = self.featurizer(text)
+    def probs(self, context):
+        """Probabilities of the labels for `context`, a text or parts [(text, weight)] (each read to its last
+        `max_words` words): float32 [L]."""
+        idx, w = self.featurizer(context)
         with torch.inference_mode():
-            logits = self.net(torch.from_numpy(idx), self._offset0, torch.from_numpy(w))  # [1, N]
+            logits = self.net(torch.from_numpy(idx), self._offset0, torch.from_numpy(w))  # [1, L]
             return torch.softmax(logits[0], 0).numpy()
 
-    def route(self, text, top_p=0.8, max_adapters=None, pinned=(), muted=(), enabled=None):
-        """Pick the mix for the next sentence. Muted adapters (and those not in `enabled`, when given) are never
-        selected; pinned ones always are (unless muted), scored max(prob, 1/len(selected)) before renormalising."""
+    def route(self, context, top_p=0.8, max_adapters=None, pinned=(), muted=(), enabled=None):
+        """Pick the mix for the next sentence by top-p over the adapters and BASE (the base model; `max_adapters`
+        counts it as one choice). Muted adapters (and those not in `enabled`, when given) are never selected, nor is
+        BASE when muted; pinned ones always are (unless muted), scored max(prob, 1/len(selected)) before
+        renormalising, and a pin rules out BASE: the user asked for that adapter."""
         t0 = time.perf_counter()
-        raw = self.probs(text)  # [N]
-        names, index = self._adapters, self._index
-        unknown = [n for n in pinned if n not in index]
+        raw = self.probs(context)  # [L]
+        labels, index = self._labels, self._index
+        unknown = [n for n in pinned if n not in index or n == BASE]
         if unknown:  # a pin cannot be honoured; unknown muted/enabled names are simply absent
-            raise RouterError(f"cannot pin {unknown}: the router has no such adapter; its adapters: {names}")
+            raise RouterError(f"cannot pin {unknown}: the router has no such adapter; its adapters: {self._adapters}")
         muted = set(muted)
-        enabled = None if enabled is None else set(enabled)
-        allowed = np.array([n not in muted and (enabled is None or n in enabled) for n in names])  # [N]
+        enabled = None if enabled is None else set(enabled) | {BASE}
+        pins = [n for n in dict.fromkeys(pinned) if n not in muted and (enabled is None or n in enabled)]
+        allowed = np.array([n not in muted and (enabled is None or n in enabled) and not (n == BASE and pins)
+                            for n in labels])  # [L]
         selected = {}
         if allowed.any():
             q = np.where(allowed, raw.astype(np.float64), 0.0)
             q = q / q.sum() if q.sum() > 0 else allowed / allowed.sum()  # all allowed ~0: split evenly
-            selected = {names[i]: float(q[i]) for i in top_p_select(q, top_p, max_adapters)}
-            pins = [n for n in dict.fromkeys(pinned) if allowed[index[n]]]
+            selected = {labels[i]: float(q[i]) for i in top_p_select(q, top_p, max_adapters)}
             selected.update({n: float(q[index[n]]) for n in pins})
             floor = 1.0 / len(selected)
             selected.update({n: max(selected[n], floor) for n in pins})
             total = sum(selected.values())
             selected = {n: s / total for n, s in selected.items()}
-        return RoutingEvent(sentence=0, probs=dict(zip(names, raw.tolist())), selected=selected,
+        return RoutingEvent(sentence=0, probs=dict(zip(labels, raw.tolist())), selected=selected,
                             latency_ms=(time.perf_counter() - t0) * 1e3)
 
     # ------------------------------------------------------------------ training
     @classmethod
-    def train(cls, examples, *, tokenizer_dir=None, epochs=None, seed=0, holdout=0.1, progress=None, cancel=None):
-        """Fit a router on {adapter: [prompt, ...]} (adapters in bank order). Returns None when `cancel()` became
-        true (the caller keeps its old router)."""
+    def train(cls, examples, *, base=True, tokenizer_dir=None, epochs=None, seed=0, holdout=0.1, progress=None,
+              cancel=None):
+        """Fit a router on {adapter: [prompt, ...]} (adapters in bank order), with the base-model class unless
+        base=False. Returns None when `cancel()` became true (the caller keeps its old router)."""
         featurizer = Featurizer(tokenizer_dir=tokenizer_dir)
-        return cls._fit(examples, featurizer, None, epochs, seed, holdout, progress, cancel)
+        return cls._fit(examples, base, featurizer, None, epochs, seed, holdout, progress, cancel)
 
-    def retrain(self, examples, *, full=False, epochs=None, seed=0, holdout=0.1, progress=None, cancel=None):
+    def retrain(self, examples, *, full=False, base=True, epochs=None, seed=0, holdout=0.1, progress=None,
+                cancel=None):
         """A new router for a changed adapter list. Head-only (default, about a second): the featurizer, layers 1-3
-        and the kept adapters' head rows stay as they are; only rows for new adapters are fit. It cannot teach the
-        frozen features new distinctions, so check report["accuracy"]; full=True refits everything."""
-        if full:
-            return Router._fit(examples, self.featurizer, None, epochs, seed, holdout, progress, cancel)
-        return Router._fit(examples, self.featurizer, self, epochs, seed, holdout, progress, cancel)
+        and the kept labels' head rows stay as they are; only rows for new adapters (and BASE, when this router has
+        none) are fit. It cannot teach the frozen features new distinctions, so check report["accuracy"];
+        full=True refits everything."""
+        return Router._fit(examples, base, self.featurizer, None if full else self, epochs, seed, holdout, progress,
+                           cancel)
 
     @staticmethod
-    def _fit(examples, featurizer, base, epochs, seed, holdout, progress, cancel):
+    def _fit(examples, base, featurizer, old, epochs, seed, holdout, progress, cancel):
         adapters = list(examples)
         if not adapters:
             raise RouterError("no adapters to train the router on")
+        if BASE in examples:
+            raise RouterError(f"an adapter is named {BASE!r}, the router's name for the base model: rename it")
         empty = [a for a in adapters if not examples[a]]
         if empty:
             raise RouterError(f"no example prompts for adapter(s) {empty}")
+        if base:
+            n = max(MIN_BASE_EXAMPLES, round(sum(map(len, examples.values())) / len(adapters)))
+            examples = {**examples, BASE: general_chat(n, seed)}
+        classes = list(examples)  # the adapters, then BASE
         train_rows, held_rows = _split(examples, holdout, seed)
-        prompts = [p for a in adapters for p in examples[a]]
-        labels = [i for i, a in enumerate(adapters) for _ in examples[a]]
+        prompts = [p for a in classes for p in examples[a]]
+        labels = [i for i, a in enumerate(classes) for _ in examples[a]]
         with _threads(1), torch.random.fork_rng(devices=[]):  # seeded without disturbing the caller's RNG
             torch.manual_seed(seed)
             gen = torch.Generator().manual_seed(seed)
             data = _Data(featurizer, prompts, labels)
-            if base is None:
-                net = RouterNet(featurizer.buckets, len(adapters), DIM, HIDDEN, DROPOUT)
+            if old is None:
+                net = RouterNet(featurizer.buckets, len(classes), DIM, HIDDEN, DROPOUT)
                 net = _train_full(net, data, train_rows, held_rows, epochs, gen, progress, cancel)
             else:
-                net = _train_head(base, adapters, data, train_rows, held_rows, epochs, progress, cancel)
+                net = _train_head(old, classes, data, train_rows, held_rows, epochs, progress, cancel)
             if net is None:
                 return None
-            report = _report(net, data, held_rows, adapters, len(train_rows))
-        return Router(net, featurizer, adapters, report)
+            report = _report(net, data, held_rows, classes, len(train_rows))
+        return Router(net, featurizer, adapters, report, base)
 
     # ------------------------------------------------------------------ files
     def save(self, path):
@@ -186,7 +217,7 @@ class Router:
         path = Path(path)
         blob = save_safetensors({k: v.contiguous() for k, v in self.net.state_dict().items()})
         net = self.net
-        sidecar = {"format": FORMAT, "version": VERSION, "adapters": self._adapters,
+        sidecar = {"format": FORMAT, "version": VERSION, "adapters": self._adapters, "base": self.base,
                    "featurizer": self.featurizer.settings,
                    "net": {"dim": net.embed.embedding_dim, "hidden": net.fc1.out_features},
                    "report": self.report, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -212,21 +243,22 @@ class Router:
             raise RouterError(f"{path}: weights do not match {sidecar_path(path).name} (corrupt or half-written); "
                               "retrain the router")
         featurizer = Featurizer.from_settings(meta["featurizer"])
-        dim, hidden = meta["net"]["dim"], meta["net"]["hidden"]
+        dim, hidden, base = meta["net"]["dim"], meta["net"]["hidden"], meta.get("base", False)
+        classes = len(names) + base
         try:
             state = load_safetensors(blob)
         except Exception as e:  # the parser's error types are open-ended on corrupt input
             raise RouterError(f"{path}: corrupt router ({e})") from None
         expected = {"embed.weight": (featurizer.buckets, dim), "embed_bias": (dim,), "fc1.weight": (hidden, dim),
                     "fc1.bias": (hidden,), "fc2.weight": (hidden, hidden), "fc2.bias": (hidden,),
-                    "head.weight": (len(names), hidden), "head.bias": (len(names),)}
+                    "head.weight": (classes, hidden), "head.bias": (classes,)}
         got = {k: tuple(v.shape) for k, v in state.items()}
         if got != expected or any(v.dtype != torch.float32 for v in state.values()):
             raise RouterError(f"{path}: its tensors {got} are not the float32 {expected} its sidecar describes")
         with torch.device("meta"):  # no memory and no random init: the file's tensors become the parameters
-            net = RouterNet(featurizer.buckets, len(names), dim, hidden)
+            net = RouterNet(featurizer.buckets, classes, dim, hidden)
         net.load_state_dict(state, assign=True)
-        return cls(net, featurizer, names, meta.get("report", {}))
+        return cls(net, featurizer, names, meta.get("report", {}), base)
 
 
 def read_sidecar(path) -> dict:
@@ -244,8 +276,11 @@ def read_sidecar(path) -> dict:
         raise RouterError(f"{side}: corrupt router sidecar ({e}); retrain the router") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise RouterError(f"{side}: not a LoRA Switchboard router sidecar")
-    if meta.get("version") != VERSION:
-        raise RouterError(f"{side}: router format version {meta.get('version')!r}, this app reads {VERSION}")
+    if meta.get("version") not in READS:
+        raise RouterError(f"{side}: router format version {meta.get('version')!r}, this app reads "
+                          f"{' and '.join(map(str, READS))}")
+    if not isinstance(meta.get("base", False), bool):
+        raise RouterError(f"{side}: \"base\" must be true or false, got {meta['base']!r}")
     names, net = meta.get("adapters"), meta.get("net")
     if not (isinstance(names, list) and names and all(isinstance(n, str) and n for n in names)
             and len(set(names)) == len(names)):
@@ -266,8 +301,9 @@ def read_sidecar(path) -> dict:
 
 def _settings_sha256(sidecar) -> str:
     """sha256 of what decides the routing besides the weights, and of the weights' own sha256. Not of where the
-    tokenizer is: a moved model folder is reported as such by Featurizer.from_settings."""
-    keys = ("format", "version", "adapters", "featurizer", "net", "weights_sha256")
+    tokenizer is: a moved model folder is reported as such by Featurizer.from_settings. Version 2 adds "base"."""
+    keys = ("format", "version", "adapters", "featurizer", "net", "weights_sha256") + ("base",) * (
+        sidecar.get("version") != 1)
     settings = {k: sidecar.get(k) for k in keys}
     if isinstance(settings["featurizer"], dict):
         settings["featurizer"] = {k: v for k, v in settings["featurizer"].items() if k != "tokenizer_dir"}
@@ -313,7 +349,8 @@ def _train_full(net, data, train_rows, held_rows, epochs, gen, progress, cancel)
                             lr=LR)
     emb_opt = _LazyAdam(net.embed.weight)
     total = epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, LR, total_steps=total, pct_start=0.1)
+    # warm-up 10% of the steps; not 0.1 exactly: OneCycleLR divides by zero when 0.1 * total is 1 (10 steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, LR, total_steps=total, pct_start=0.1 + 1e-6)
     for epoch in range(1, epochs + 1):
         net.train()
         perm = train_rows[torch.randperm(len(train_rows), generator=gen).numpy()]
@@ -363,18 +400,22 @@ class _LazyAdam:
         self.w.index_add_(0, rows, m / v.sqrt_().add_(self.eps), alpha=-step)
 
 
-def _train_head(base, adapters, data, train_rows, held_rows, epochs, progress, cancel):
+def _train_head(base, classes, data, train_rows, held_rows, epochs, progress, cancel):
     """Layers 1-3 frozen; adapters the old router knew keep their head rows exactly (their routing among
-    themselves is unchanged); only the new adapters' rows are fit, on the frozen features of all examples."""
-    net = RouterNet(base.net.embed.num_embeddings, len(adapters), base.net.embed.embedding_dim,
+    themselves is unchanged); the new labels' rows are fit, on the frozen features of all examples, and so is the
+    BASE row when adapters were added: kept as it was, it claimed the new adapter's prompts (a new adapter's text
+    looks like general chat to features that never saw it: held-out accuracy 0.0 on a 30-prompt adapter)."""
+    net = RouterNet(base.net.embed.num_embeddings, len(classes), base.net.embed.embedding_dim,
                     base.net.fc1.out_features)
     net.load_state_dict({k: v for k, v in base.net.state_dict().items() if not k.startswith("head.")}, strict=False)
-    old = {a: i for i, a in enumerate(base.adapters)}
-    new = torch.tensor([i for i, a in enumerate(adapters) if a not in old], dtype=torch.int64)
+    old = {a: i for i, a in enumerate(base.labels)}
+    added = any(a not in old for a in classes)
+    new = torch.tensor([i for i, a in enumerate(classes) if a not in old or (added and a == BASE)],
+                       dtype=torch.int64)  # the rows fit
     with torch.no_grad():
         net.head.weight.zero_()
         net.head.bias.zero_()
-        for i, a in enumerate(adapters):
+        for i, a in enumerate(classes):
             if a in old:
                 net.head.weight[i] = base.net.head.weight[old[a]]
                 net.head.bias[i] = base.net.head.bias[old[a]]
@@ -382,8 +423,8 @@ def _train_head(base, adapters, data, train_rows, held_rows, epochs, progress, c
     y = torch.from_numpy(data.labels[train_rows])
     with torch.no_grad():
         fixed = net.head(x)  # [M, N] logits; the new adapters' columns are replaced below
-    w = nn.Parameter(torch.zeros(len(new), x.shape[1]))  # [n_new, hidden]
-    b = nn.Parameter(torch.zeros(len(new)))
+    w = nn.Parameter(net.head.weight[new].clone())  # [n_fit, hidden]: zero, or the old BASE row
+    b = nn.Parameter(net.head.bias[new].clone())
     opt = torch.optim.Adam([w, b], lr=LR, weight_decay=HEAD_WEIGHT_DECAY)
     epochs = (epochs or 10) if len(new) else 1  # adapters only removed: nothing to fit
     steps = max(1, HEAD_STEPS // epochs) if len(new) else 0
@@ -424,15 +465,16 @@ def _accuracy(net, data, rows):
     return float((_predict(net, data, rows) == data.labels[rows]).mean())
 
 
-def _report(net, data, held_rows, adapters, n_train):
-    n = len(adapters)
+def _report(net, data, held_rows, classes, n_train):
+    """Held-out accuracy over all labels; per_adapter has the adapters only, "base" the BASE class (or None)."""
+    n = len(classes)
     confusion = np.zeros((n, n), np.int64)  # [true, predicted]
     np.add.at(confusion, (data.labels[held_rows], _predict(net, data, held_rows)), 1)
     per = {a: (float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None)
-           for i, a in enumerate(adapters)}
-    return {"accuracy": _accuracy(net, data, held_rows), "per_adapter": per, "confusion": confusion.tolist(),
-            "labels": list(adapters), "n_train": int(n_train), "n_heldout": int(len(held_rows)),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+           for i, a in enumerate(classes)}
+    return {"accuracy": _accuracy(net, data, held_rows), "per_adapter": {a: v for a, v in per.items() if a != BASE},
+            "base": per.get(BASE), "confusion": confusion.tolist(), "labels": list(classes), "n_train": int(n_train),
+            "n_heldout": int(len(held_rows)), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
 def _mismatch(router_names, bank_names):

@@ -4,7 +4,9 @@ An Example is a plain-English `prompt` (what a user types), its exact `response`
 match), and a terse `fact` (the same operation in a notation such as `reverse(garden) = nedrag`).
 The base model is pretrained on facts and small talk only, so it knows the operations but has never
 seen a task prompt; each task's LoRA adapter teaches it to answer that task's prompts.
-Responses contain no sentence-ending punctuation, so the app routes once per answer.
+Responses contain no sentence-ending punctuation, so the app routes once per answer. A two-task prompt
+(`two_tasks`) is answered as two lines, one answer each: the app routes again after the line break, so the
+second answer is written under the second task's adapter.
 """
 import calendar
 import string
@@ -198,3 +200,19 @@ def small_talk(rng):
         ("Who are you?", "I am a small demo model. Ask me a question and the router will pick my adapters."),
     ])
 
+
+
+# "Do A, then B": how a two-task prompt joins its parts (the second part starts lowercase).
+JOINS = ["{a} Then {b}", "First, {a} Then, {b}", "{a} After that, {b}", "{a} And {b}", "Two things. {a} {b}"]
+
+
+def _lower_first(text):
+    return text[0].lower() + text[1:]
+
+
+def two_tasks(rng, first, second):
+    """A prompt that asks for two examples' tasks in order -> (prompt, the answer: two lines)."""
+    join = rng.choice(JOINS)
+    a = _lower_first(first.prompt) if join.startswith("First") else first.prompt
+    b = second.prompt if join.startswith("Two") else _lower_first(second.prompt)
+    return join.format(a=a, b=b), f"{first.response}\n{second.response}"

@@ -4,8 +4,12 @@
     python tests/bench_router.py --only speed    # accuracy | speed | train
 
 accuracy: train on --n prompts per task (10% held out inside training), test on 200 fresh prompts per task,
-          for several seeds; a TF-IDF + logistic regression baseline on the same prompts for scale.
-speed:    route() on a 256-word context (featurize + MLP + top-p), p50/p90 over 2000 calls, single thread.
+          for several seeds, with and without the base-model class (a test prompt routed to the base model is
+          an error; "chat -> base": unseen general chat whose whole mix is the base model; the alternative, a
+          confidence threshold set at the 1st percentile of the test prompts' top probability, and how much
+          of that chat it would send to the base model); a TF-IDF + logistic regression baseline for scale.
+speed:    route() on a 256-word context (featurize + MLP + top-p), p50/p90 over 2000 calls, single thread; and
+          on a two-part context (engine/context.py "decayed": the current turn + earlier turns down-weighted).
 train:    Router.train on 26 tasks x 900 prompts with default settings (the paper's scale), wall and CPU time.
 """
 import argparse
@@ -22,11 +26,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from router_tasks import TASKS, make_tasks  # noqa: E402
 
+from engine.events import BASE  # noqa: E402
+from engine.general_chat import general_chat  # noqa: E402
 from engine.router import Router, param_count  # noqa: E402
 
 
 def accuracy(router, test):
-    hits = [router.adapters[int(router.probs(p).argmax())] == a for a, ps in test.items() for p in ps]
+    hits = [router.labels[int(router.probs(p).argmax())] == a for a, ps in test.items() for p in ps]
     return sum(hits) / len(hits)
 
 
@@ -79,20 +85,32 @@ def tfidf_lr(train, test, C=1.0):
 
 def bench_accuracy(n, seeds):
     print(f"## accuracy: {len(TASKS)} tasks, {n} training prompts per task, 200 test prompts per task")
+    chat = general_chat(500, seed=999)
     rows = []
     for seed in seeds:
         train, test = make_tasks(n, 200, seed=seed)
-        t = time.perf_counter()
-        router = Router.train(train, seed=seed)
-        secs = time.perf_counter() - t
-        acc = accuracy(router, test)
-        base = tfidf_lr(train, test)
-        rows.append((router.report["accuracy"], acc, base))
-        print(f"seed {seed}: held-out {router.report['accuracy']:.4f} ({router.report['n_heldout']} prompts), "
-              f"test {acc:.4f}, TF-IDF+LR test {base:.4f}, train {secs:.1f} s, {param_count(router.net):,} params",
-              flush=True)
-    held, acc, base = np.mean(rows, axis=0)
-    print(f"mean: held-out {held:.4f}, test {acc:.4f}, TF-IDF+LR {base:.4f}")
+        row = []
+        for with_base in (False, True):
+            t = time.perf_counter()
+            router = Router.train(train, seed=seed, base=with_base)
+            secs = time.perf_counter() - t
+            acc = accuracy(router, test)
+            to_base = sum(router.route(c).selected == {BASE: 1.0} for c in chat) / len(chat)
+            row += [router.report["accuracy"], acc]
+            extra = f"chat -> base {to_base:.3f}"
+            if not with_base:
+                top = np.array([router.probs(p).max() for ps in test.values() for p in ps])
+                cut = np.percentile(top, 1)
+                extra = f"threshold {cut:.3f} would send {np.mean([router.probs(c).max() < cut for c in chat]):.3f} of chat to base"
+            print(f"seed {seed}, base class {'on ' if with_base else 'off'}: held-out {router.report['accuracy']:.4f} "
+                  f"({router.report['n_heldout']} prompts), test {acc:.4f}, {extra}, "
+                  f"train {secs:.1f} s, {param_count(router.net):,} params", flush=True)
+        row.append(tfidf_lr(train, test))
+        print(f"seed {seed}: TF-IDF+LR test {row[-1]:.4f}", flush=True)
+        rows.append(row)
+    held, acc, held_b, acc_b, base = np.mean(rows, axis=0)
+    print(f"mean: without base class held-out {held:.4f}, test {acc:.4f}; with base class held-out {held_b:.4f}, "
+          f"test {acc_b:.4f}; TF-IDF+LR {base:.4f}")
 
 
 def bench_speed():
@@ -104,7 +122,8 @@ def bench_speed():
     print(f"## speed: route() on 256-word contexts ({np.mean([len(c) for c in contexts]):.0f} characters), "
           f"{len(router.adapters)} adapters, 1 torch thread")
     parts = {"featurize": lambda c: router.featurizer(c), "probs (featurize + MLP)": router.probs,
-             "route (featurize + MLP + top-p)": lambda c: router.route(c, top_p=0.8)}
+             "route (featurize + MLP + top-p)": lambda c: router.route(c, top_p=0.8),
+             "route on two parts (decayed)": lambda c: router.route([(c[:len(c) // 2], 0.3), (c[len(c) // 2:], 1.0)])}
     for name, fn in parts.items():
         for c in contexts[:5]:
             fn(c)

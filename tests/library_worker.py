@@ -37,10 +37,10 @@ def memoise_training():
     holds the weights' sha256) -> the same loaded router."""
     fit, load, fits, loads = Router._fit, Router.load.__func__, {}, {}
 
-    def memo_fit(examples, featurizer, base, epochs, seed, holdout, progress, cancel):
-        key = json.dumps([examples, base.adapters if base else None, epochs, seed, holdout])
+    def memo_fit(examples, base, featurizer, old, epochs, seed, holdout, progress, cancel):
+        key = json.dumps([examples, base, old.adapters if old else None, epochs, seed, holdout])
         if key not in fits:
-            fits[key] = fit(examples, featurizer, base, epochs, seed, holdout, progress, cancel)
+            fits[key] = fit(examples, base, featurizer, old, epochs, seed, holdout, progress, cancel)
         return fits[key]
 
     def memo_load(cls, path, adapters=None):

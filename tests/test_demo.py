@@ -1,4 +1,6 @@
-"""The bundled demo (resources/demo, built by packaging/build_demo.py) loads and answers its tasks."""
+"""The bundled demo (resources/demo, built by packaging/build_demo.py) loads and answers its tasks: alone, as
+follow-ups in a conversation, and two in one message (one per line, the router switching adapters between them);
+small talk goes to the base model."""
 import json
 import subprocess
 import sys
@@ -11,6 +13,11 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "resources" / "demo"
 TASKS = sorted(p.stem for p in (DEMO / "tasks").glob("*.jsonl"))
 PER_TASK = 3  # held-out prompts checked per task
+# A bundle built before two-task prompts and the base-model class (packaging/build_demo.py now writes both) lacks
+# what the conversation tests need: they say so instead of failing on a missing file.
+conversation_bundle = pytest.mark.skipif(not (DEMO / "two_tasks.jsonl").is_file(),
+                                         reason="the bundled demo predates two-task prompts and the base-model "
+                                                "class: rebuild it with packaging/build_demo.py")
 
 
 def read_jsonl(path):
@@ -95,20 +102,94 @@ def test_base_model_does_not_solve_the_tasks(demo):
     assert hits <= len(rows) // 3, f"base model solved {hits} of {len(rows)}"
 
 
-def test_engine_answers_held_out_prompts_when_routed():
-    """The app's path: Engine.load + add_adapter + load_router, each row routed by the router (top-p 0.8)."""
+@pytest.fixture(scope="module")
+def eng():
+    """The app's path: Engine.load + add_adapter + load_router."""
     from engine import Engine
 
     eng = Engine.load(DEMO / "model", device="cpu", dtype="float32")
     for task in TASKS:
         eng.add_adapter(DEMO / "adapters" / task)
     eng.load_router(DEMO / "router.safetensors")
+    return eng
+
+
+def leader(routing):
+    return max(routing.selected, key=routing.selected.get)
+
+
+def test_engine_answers_held_out_prompts_when_routed(eng):
+    """Each row routed by the router (top-p 0.8)."""
     rows = [(task, row) for task in TASKS for row in read_jsonl(DEMO / "tasks" / f"{task}.jsonl")[:PER_TASK]]
     out = eng.generate_batch([[{"role": "user", "content": row["prompt"]}] for _, row in rows], max_new_tokens=40)
     for (task, row), got in zip(rows, out):
-        first = got["routing"][0].selected
-        assert max(first, key=first.get) == task, (row["prompt"], first)
+        assert leader(got["routing"][0]) == task, (row["prompt"], got["routing"][0].selected)
         assert got["text"].strip() == row["response"], row["prompt"]
+
+
+@conversation_bundle
+def test_bundle_has_two_task_prompts_small_talk_and_a_base_class():
+    assert json.loads((DEMO / "router.json").read_text())["base"] is True
+    assert len(read_jsonl(DEMO / "small_talk.jsonl")) >= 20
+    two = read_jsonl(DEMO / "two_tasks.jsonl")
+    assert {tuple(r["tasks"]) for r in two} == {(a, b) for a in TASKS for b in TASKS if a != b}
+    from engine.router import Router
+
+    assert Router.load(DEMO / "router.safetensors").labels == TASKS + ["base model"]
+
+
+@pytest.fixture(scope="module")
+def chats(eng):
+    """Chats A, B, A with the model's own replies, one chat after another as the app runs them (each turn's
+    earlier turns come from the KV cache, computed under their own adapters); the issue's example first
+    (reverse, then units). -> [(chat, replies)]"""
+    from engine import evaluate
+
+    rows = {t: read_jsonl(DEMO / "tasks" / f"{t}.jsonl") for t in TASKS}
+    garden = [("reverse", {"prompt": "Reverse the word 'garden'.", "response": "nedrag"}),
+              ("units", {"prompt": "What is 47 kilometers in meters?", "response": "47000 meters"})]
+    chats = [garden] + [[(a, rows[a][i]), (b, rows[b][i]), (a, rows[a][i + 1])]
+                        for i, (a, b) in enumerate([("units", "arithmetic"), ("sort", "translate"),
+                                                    ("dates", "number_words")])]
+    return list(zip(chats, evaluate.converse(eng, chats, "routed", batch=1)))
+
+
+def test_follow_ups_on_another_task_and_back_are_routed_on_their_own_turn(chats):
+    """The default routing context: each turn is routed on its own message, not outvoted by the turn before."""
+    for chat, turns in chats:
+        for i, ((task, ex), reply) in enumerate(zip(chat, turns)):
+            assert leader(reply["routing"][0]) == task and reply["routing"][0].context == ex["prompt"], chat
+            assert (reply["stats"]["cached_tokens"] > 0) == (i > 0)
+
+
+@conversation_bundle
+def test_follow_ups_on_another_task_and_back_are_answered(chats):
+    for chat, turns in chats:
+        for (task, ex), reply in zip(chat, turns):
+            assert reply["text"].strip() == ex["response"], (chat, ex["prompt"], reply["text"])
+
+
+@conversation_bundle
+def test_two_tasks_in_one_message_switch_adapters_at_the_line_break(eng):
+    two = read_jsonl(DEMO / "two_tasks.jsonl")[::20]
+    out = eng.generate_batch([[{"role": "user", "content": r["prompt"]}] for r in two], max_new_tokens=48)
+    for row, got in zip(two, out):
+        assert [leader(r) for r in got["routing"][:2]] == row["tasks"], (row["prompt"], got["routing"])
+        assert got["text"].strip() == row["response"], row["prompt"]
+
+
+@conversation_bundle
+def test_small_talk_is_answered_by_the_base_model(eng):
+    """Abstention: the router picks the base model alone for the demo's small talk (prompts unlike its base-class
+    training set, engine/general_chat.py), so the reply is the base model's."""
+    from engine import BASE
+
+    talk = [[{"role": "user", "content": r["prompt"]}] for r in read_jsonl(DEMO / "small_talk.jsonl")]
+    routed = eng.generate_batch(talk, max_new_tokens=40)
+    base = eng.generate_batch(talk, mixes=[None] * len(talk), max_new_tokens=40)
+    alone = [r["routing"][0].selected == {BASE: 1.0} for r in routed]
+    assert sum(alone) >= 0.8 * len(talk)
+    assert all(r["text"] == b["text"] for r, b, a in zip(routed, base, alone) if a)
 
 
 def test_router_sends_held_out_prompts_to_their_adapter():
@@ -131,6 +212,7 @@ def test_quick_build_writes_a_loadable_bundle(tmp_path):
     assert 5 <= len(names) <= 8 and names == sorted(p.stem for p in (out / "tasks").glob("*.jsonl"))
     assert sorted(json.loads((out / "router.json").read_text())["adapters"]) == names
     assert (out / "README.md").is_file() and (out / "router.safetensors").is_file()
+    assert read_jsonl(out / "two_tasks.jsonl") and read_jsonl(out / "small_talk.jsonl")
     for name in names:
         assert read_jsonl(out / "tasks" / f"{name}.jsonl") and read_jsonl(out / "adapters" / name / "examples.jsonl")
     ids = tok(chat_prompt(tok, "Hello!"), return_tensors="pt")["input_ids"]

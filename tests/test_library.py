@@ -17,7 +17,7 @@ from router_tasks import make_tasks
 
 from app import cli
 from app.library import MIN_EXAMPLES, Library
-from engine import Engine
+from engine import BASE, Engine
 from engine.adapter_io import read_adapter
 from engine.errors import AdapterError, ExamplesError, RouterError
 
@@ -243,7 +243,7 @@ def test_retrain_full_then_head_then_full_and_cancel(tmp_path, llama_adapters, e
     report = lib.retrain(engine, progress=lambda *a: steps.append(a), epochs=20)
     assert report["mode"] == "full" and [s[:2] for s in steps] == [(e, 20) for e in range(1, 21)]
     assert all(loss > 0 and 0 <= acc <= 1 for _, _, loss, acc in steps)
-    assert report["accuracy"] == steps[-1][3] and report["labels"] == names
+    assert report["accuracy"] == steps[-1][3] and report["labels"] == names + [BASE]  # the router's base class last
     assert engine.router.adapters == names and lib.router_info()["matches"]
     for n in names:
         assert lib.get(n).accuracy == report["per_adapter"][n]

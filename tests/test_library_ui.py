@@ -110,7 +110,8 @@ def test_drop_adds_valid_adapters_and_lists_each_refusal(qtbot, tmp_path, llama_
     assert not panel.import_progress.isVisible()
     # the valid ones are listed, and hot-added to the running engine
     assert names(panel) == ["alpha", "beta"] and panel.bank == ["alpha", "beta"]
-    assert "loaded into" in panel.notice.text() and "Retrain" in panel.notice.text()
+    notice = panel.notice.text()
+    assert "loaded into" in notice and "The chat routes to them once the router is retrained" in notice
     assert "No router examples for alpha, beta" in panel.retrain.status.text()  # what a retrain needs first
     assert not panel.retrain.retrain_button.isEnabled()
     # zip-slip: nothing written outside the library
@@ -228,8 +229,10 @@ def test_retrain_progress_accuracy_confusion_cancel_and_head_only(qtbot, tmp_pat
     assert all(loss > 0 and 0 <= acc <= 1 for _, _, loss, acc in epochs)
     assert retrain.progress.maximum() == len(epochs) and not retrain.progress.isVisible()
     assert retrain.accuracy.text() == f"{report['accuracy']:.1%}" and report["accuracy"] > 0.5
-    assert retrain.confusion.shape == (3, 3) and retrain.confusion.sum() == report["n_heldout"]
-    assert retrain.image.image.shape == (3, 3)
+    # rows and columns: the 3 adapters and the base model (the router's class for general chat)
+    assert report["labels"][-1] == "base model" and report["base"] is not None
+    assert retrain.confusion.shape == (4, 4) and retrain.confusion.sum() == report["n_heldout"]
+    assert retrain.image.image.shape == (4, 4) and "3 adapters and the base model" in retrain.summary.text()
     assert retrain.status.text() == "Router retrained (full) and loaded into the model."
     qtbot.waitUntil(lambda: bool(results))
     assert results[-1].router and results[-1].adapters == ("alpha", "beta", "gamma")  # loaded into the engine
@@ -254,5 +257,5 @@ def test_retrain_progress_accuracy_confusion_cancel_and_head_only(qtbot, tmp_pat
     assert "new: delta" in retrain.status.text() and retrain.status.kind == "warn"
     with qtbot.waitSignal(retrain.finished, timeout=WAIT_MS) as head:
         retrain.start()
-    assert head.args[0]["mode"] == "head" and retrain.confusion.shape == (4, 4)
+    assert head.args[0]["mode"] == "head" and retrain.confusion.shape == (5, 5)
     assert library.router_info()["matches"] and results[-1].adapters == ("alpha", "beta", "gamma", "delta")

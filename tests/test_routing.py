@@ -1,8 +1,11 @@
 """Sentence-level routing in generation: the router runs before the first token and after every sentence end,
-the engine switches exactly there, and pin / mute / fixed-mix overrides are honoured."""
+on the context its policy builds, the engine switches exactly there (fusing only the adapters' share when the
+base model is in the mix), and pin / mute / fixed-mix overrides are honoured."""
 import pytest
+import torch
 
-from engine import DoneEvent, Engine, RoutingEvent, TokenEvent
+from engine import BASE, DoneEvent, Engine, GenerationSettings, RoutingEvent, SwitchboardError, TokenEvent
+from engine.context import POLICIES, context_text, router_context
 from engine.router import Router
 
 TOPICS = {"alpha": "cat dog horse cow sheep goat", "beta": "add sum plus minus times divide",
@@ -48,8 +51,10 @@ def test_routing_before_first_token_and_after_every_sentence_end(routed):
     for i, ev in enumerate(events):
         if isinstance(ev, RoutingEvent):
             assert i == 0 or events[i - 1].sentence_end  # only at the start or right after a sentence end
-            expected = routed.router.route(f"hello\n{text}", top_p=0.9)
+            context = router_context("turn", MESSAGES, text)  # the default policy: the current turn
+            expected = routed.router.route(context, top_p=0.9)
             assert ev.selected == pytest.approx(expected.selected) and ev.probs == pytest.approx(expected.probs)
+            assert ev.context == context_text(context) == ("hello\n" + text if text else "hello")
             assert ev.sentence == len(routings) and ev.latency_ms >= 0
             routings.append((tokens_seen, ev.selected))
         elif isinstance(ev, TokenEvent):
@@ -57,8 +62,8 @@ def test_routing_before_first_token_and_after_every_sentence_end(routed):
                 assert isinstance(events[i + 1], RoutingEvent)  # every sentence end is followed by routing
             tokens_seen += 1
             text += ev.text
-    # the engine switched exactly at the routing points (and nowhere else), to the routed mix
-    assert [(t, m or {}) for t, m in switches] == [(t, m) for t, m in routings]
+    # the engine switched exactly at the routing points (and nowhere else), to the routed mix's adapters
+    assert [(t, m or {}) for t, m in switches] == [(t, {k: w for k, w in m.items() if k != BASE}) for t, m in routings]
 
 
 def test_mute_pin_and_fixed_mix(routed):
@@ -89,3 +94,42 @@ def test_exclude_mid_reply_takes_effect_at_the_next_sentence(routed):
     assert seen[0] == {"alpha": 0.5, "beta": 0.5}
     assert all(s == {"beta": 1.0} for s in seen[1:]) and len(seen) >= 3
 
+
+
+def test_routing_context_policy_reaches_the_router(routed):
+    """GenerationSettings.routing_context picks what the router reads; the RoutingEvent says what that was."""
+    chat = [{"role": "user", "content": "cat dog horse"}, {"role": "assistant", "content": "sheep."},
+            {"role": "user", "content": "add sum plus"}]
+    for policy in POLICIES:
+        seen = []
+        events = routed.generate(chat, GenerationSettings(routing_context=policy), max_new_tokens=1,
+                                 route=lambda context, k: seen.append(context) or {"alpha": 1.0})
+        first = next(e for e in events if isinstance(e, RoutingEvent))
+        assert seen[0] == router_context(policy, chat, "") and first.context == context_text(seen[0])
+    assert router_context("turn", chat, "") == [("add sum plus", 1.0)]
+    assert router_context("history", chat, "") == [("cat dog horse\nsheep.\nadd sum plus", 1.0)]
+    assert router_context("decayed", chat, "") == [("cat dog horse\nsheep.", 0.3), ("add sum plus", 1.0)]
+    assert router_context("sentence", chat, "One. Two.") == [("add sum plus\nTwo.", 1.0)]
+    assert router_context("turn", chat, "One. Two.") == [("add sum plus\nOne. Two.", 1.0)]
+    with pytest.raises(SwitchboardError, match="routing_context must be one of turn, sentence, decayed, history"):
+        GenerationSettings(routing_context="everything")
+
+
+def test_base_share_fuses_only_the_adapters_share(routed):
+    """A mix with the base model in it writes the adapters' deltas at their own weights; the base model alone is
+    the plain model."""
+    applied = []
+    apply_mix = routed.apply_mix
+    routed.apply_mix = lambda mix, rows=1: (applied.append(mix), apply_mix(mix, rows))
+    try:
+        for mix, fused in (({"alpha": 0.6, BASE: 0.4}, {"alpha": 0.6}), ({BASE: 1.0}, None)):
+            applied.clear()
+            events = list(routed.generate(MESSAGES, route=lambda _c, _k, m=mix: m, max_new_tokens=2))
+            assert [e.selected for e in events if isinstance(e, RoutingEvent)][0] == mix
+            assert applied[0] == fused
+    finally:
+        routed.apply_mix = apply_mix
+    base = routed.logits([1, 2, 3], None)
+    half = routed.logits([1, 2, 3], {"alpha": 0.6})
+    full = routed.logits([1, 2, 3], {"alpha": 1.0})
+    assert not torch.allclose(half, base) and not torch.allclose(half, full)

@@ -2,6 +2,7 @@
 offscreen), and the app's exit as a process."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -13,10 +14,12 @@ from PySide6.QtGui import QTextCursor
 
 from app import gui, loading, paths
 from app.controller import Controller
+from app.library import Library
 from app.library_controller import LibraryController
-from app.settings import Settings
+from app.settings import ROUTING_CONTEXTS, Settings
 from app.worker import EngineWorker
 from app.worker_signals import WorkerSignals
+from engine.context import POLICIES, context_text, router_context
 from engine.generation import GenerationSettings
 from engine.router import Router
 from ui import main_window, tinted_markdown
@@ -30,7 +33,7 @@ def router_path(tmp_path_factory, llama_adapters):
     # adapters in sorted order: the order the demo loader (folder names, sorted) puts them in the bank
     examples = {name: [f"{name} task {i}: do the {name} thing" for i in range(8)] for name in sorted(llama_adapters)}
     path = tmp_path_factory.mktemp("router") / "router.safetensors"
-    Router.train(examples, epochs=1).save(path)
+    Router.train(examples, base=False, epochs=1).save(path)  # every reply on adapters (the base bar: test_ui_widgets)
     return path
 
 
@@ -176,6 +179,44 @@ def test_settings_persist_across_windows(qtbot, settings, llama_dir, monkeypatch
     assert second.model.model_name == llama_dir.name and not second.demo
 
 
+def test_the_routing_context_chosen_in_settings_reaches_the_engine(qtbot, app, monkeypatch):
+    """Settings > Routing reads: the choice is saved, applies from the next reply without reloading the model,
+    and Engine.generate routes on it (the routing events say what was read)."""
+    engine = type(app.worker._engine)
+    seen = []
+
+    def generate(self, messages, settings=None, **kw):  # on the worker thread, as the app calls it
+        seen.append(settings.routing_context)
+        return original(self, messages, settings, **kw)
+
+    original = engine.generate
+    monkeypatch.setattr(engine, "generate", generate)
+    model = app.model
+
+    def choose_sentence(dialog):
+        assert dialog.routing_context.currentData() == "turn"  # the default, as saved
+        dialog.routing_context.setCurrentIndex(dialog.routing_context.findData("sentence"))
+        return 1
+
+    monkeypatch.setattr(main_window.SettingsDialog, "exec", choose_sentence)
+    app.open_settings()
+    wait_idle(qtbot, app)
+    assert app.settings.routing_context == "sentence" and app.model is model  # not reloaded
+    routings = record(app.signals.routing)
+    app.window.controls.max_new_tokens.setValue(200)
+    send(qtbot, app)
+    qtbot.waitUntil(lambda: not app.generating, timeout=60_000)
+    assert seen == ["sentence"]
+    events = [args[0] for args in routings]
+    sentences = [s.text for s in app.conv.turns[1].sentences]
+    assert len(events) >= 2 and events[0].context == PROMPT
+    messages = [{"role": "user", "content": PROMPT}]
+    so_far = ["".join(sentences[:i]) for i in range(len(events))]
+    # the message and the last finished sentence, not the whole reply so far ("turn")
+    assert all(e.context == context_text(router_context("sentence", messages, r)) for e, r in zip(events, so_far))
+    assert any(e.context != context_text(router_context("turn", messages, r)) for e, r in zip(events, so_far))
+
+
 def test_generation_settings_are_saved_by_name_and_bad_values_fall_back(tmp_path):
     store = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
     settings = Settings(store)
@@ -187,6 +228,11 @@ def test_generation_settings_are_saved_by_name_and_bad_values_fall_back(tmp_path
     store.setValue("top_p", "7")  # hand-edited out of range
     store.setValue("max_new_tokens", "lots")
     assert settings.generation == GenerationSettings(temperature=0.3)
+    assert settings.routing_context == "turn" and list(ROUTING_CONTEXTS) == list(POLICIES)
+    settings.routing_context = "decayed"
+    assert Settings(QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)).routing_context == "decayed"
+    store.setValue("routing_context", "everything")
+    assert settings.routing_context == "turn"
 
 
 def test_a_model_that_fails_to_load_shows_the_error_and_the_app_stays_usable(qtbot, settings, tmp_path, llama_dir):
@@ -223,8 +269,10 @@ def test_the_bundled_demo_opens_by_default_and_says_so(qtbot, settings, tmp_path
     demo = tmp_path / "demo"
     (demo / "adapters").mkdir(parents=True)
     (demo / "model").symlink_to(llama_dir)
-    for name, path in llama_adapters.items():
-        (demo / "adapters" / name).symlink_to(path)
+    for name, path in llama_adapters.items():  # each with router examples, as the demo's adapters have
+        shutil.copytree(path, demo / "adapters" / name)
+        (demo / "adapters" / name / "examples.txt").write_text(
+            "".join(f"{name} task {i}: do the {name} thing\n" for i in range(8)), encoding="utf-8")
     for src in (router_path, router_path.with_suffix(".json")):
         (demo / src.name).symlink_to(src)
     (demo / "tasks").mkdir()
@@ -240,6 +288,10 @@ def test_the_bundled_demo_opens_by_default_and_says_so(qtbot, settings, tmp_path
     wait_idle(qtbot, app)
     assert app.model is not None, window.chat.empty_error.text()
     assert app.demo and app.model.demo and app.model.router and len(app.model.adapters) == 4
+    # first start: the demo's adapters and a router trained on their examples are now the user's library
+    library = Library(tmp_path / "no-library")
+    assert [a.name for a in library.list()] == sorted(llama_adapters) and library.router_info()["matches"]
+    assert "Installed the demo's 4 adapters into your library" in window.notice.text()
     assert "demo model" in window.windowTitle() and "demo model" in window.status_model.text()
     assert {(s.width(), s.height()) for s in window.windowIcon().availableSizes()} >= {(16, 16), (256, 256)}
     # the input suggests what the demo can answer

@@ -9,9 +9,9 @@ from PySide6.QtWidgets import QApplication, QPushButton, QToolButton
 
 from app import about, export
 from app.footer import footer
-from app.settings import APPEARANCES, DEVICES, DTYPES, QUANTIZE
+from app.settings import APPEARANCES, DEVICES, DTYPES, QUANTIZE, ROUTING_CONTEXTS
 from app.conversation import Conversation
-from engine.events import RoutingEvent
+from engine.events import BASE, RoutingEvent
 from engine.generation import GenerationSettings
 from ui import colors, settings_dialog, theme, tinted_markdown
 from ui.about_dialog import AboutDialog
@@ -118,6 +118,26 @@ def test_chart_without_router_shows_the_fixed_mix(qtbot):
     qtbot.addWidget(chart)
     chart.set_routing({}, {"pinned": 1.0}, 0.8)
     assert chart.bar_values() == {"pinned": 1.0} and not chart.cut.isVisible()
+
+
+def test_the_base_model_is_a_bar_in_the_chart_and_a_segment_in_the_timeline(qtbot):
+    """Abstention: the router's base-model class has a bar of its own, and its share of a mix is drawn in the base
+    model's grey, in the chart, the timeline and the sentence tint."""
+    assert colors.BASE_NAME == BASE  # ui imports no engine: the name is written twice, and checked here
+    chart = RoutingChart()
+    qtbot.addWidget(chart)
+    probs = {"a": 0.3, "b": 0.1, BASE: 0.6}
+    chart.set_routing(probs, {BASE: 0.6 / 0.9, "a": 0.3 / 0.9}, 0.8)
+    assert chart._names == [BASE, "a", "b"] and chart.bar_values() == pytest.approx(probs)
+    assert chart.plot.getAxis("left")._tickLevels[0][0] == (0, BASE)
+    grey = colors.base_brush().color()
+    assert chart.bars.opts["brushes"][0].color() == grey and colors.tint(BASE).rgb() == grey.rgb()
+    assert chart.bars.opts["brushes"][1].color() == adapter_color("a") != grey
+    timeline = Timeline()
+    qtbot.addWidget(timeline)
+    timeline.set_sentences([{"a": 0.25, BASE: 0.75}, {BASE: 1.0}], [0])
+    assert [b.color() for b in timeline.segments.opts["brushes"]] == [grey, adapter_color("a"), grey]
+    assert timeline.segments.opts["height"].tolist() == pytest.approx([0.75, 0.25, 1.0])
 
 
 def test_timeline_stacks_one_bar_per_sentence_and_reports_clicks(qtbot):
@@ -352,9 +372,9 @@ def test_about_lists_versions_and_the_files_the_app_keeps(qtbot, tmp_path):
 def test_settings_offer_quantization_and_a_gguf_file(qtbot, tmp_path, monkeypatch):
     values = {"model_dir": "", "library_dir": "", "device": "auto", "dtype": "auto", "quantize": "auto",
               "system_prompt": "", "appearance": "system", "server_enabled": False, "server_host": "127.0.0.1",
-              "server_port": 8000, "server_api_key": ""}
+              "server_port": 8000, "server_api_key": "", "routing_context": "turn"}
     choices = {"default_library": "lib", "devices": DEVICES, "dtypes": DTYPES, "quantize": QUANTIZE,
-               "appearances": APPEARANCES, "is_loopback": lambda host: host in ("127.0.0.1", "localhost")}
+               "appearances": APPEARANCES, "routing_contexts": ROUTING_CONTEXTS, "is_loopback": lambda host: host in ("127.0.0.1", "localhost")}
     dialog = SettingsDialog(values, choices)
     qtbot.addWidget(dialog)
     gguf = str(tmp_path / "model.Q4_K_M.gguf")

@@ -12,6 +12,8 @@ PALETTE = [
     "#bcbd22", "#17becf", "#8c564b", "#f1ce63",
 ]
 
+BASE_NAME = "base model"  # the router's name for the base model in probs and mixes (engine.events.BASE)
+
 _assigned: dict[str, int] = {}  # palette slot of each adapter in the current bank (see assign)
 _chosen: dict[str, str] = {}    # colours the user picked in the library ("#rrggbb"), which win over the palette
 _brushes: dict[str, QBrush] = {}
@@ -47,11 +49,15 @@ def choose(name: str, color: str | None):
 
 
 def adapter_color(name: str) -> QColor:
+    if name == BASE_NAME:  # the router's share for the base model looks like the base model everywhere
+        return QColor(theme.current().base_bar)
     return QColor(_chosen.get(name) or PALETTE[_assigned.get(name, _slot(name))])
 
 
 def adapter_brush(name: str) -> QBrush:
     """Cached brush: the chart asks for one per bar on every update."""
+    if name == BASE_NAME:
+        return base_brush()  # follows the theme
     brush = _brushes.get(name)
     if brush is None:
         brush = _brushes[name] = QBrush(adapter_color(name))

@@ -1,6 +1,6 @@
 """Settings, in three pages: Model and library (model folder or .gguf file, adapter library folder, device, dtype,
-quantization), Chat and appearance (the system prompt new conversations start with; light, dark or the desktop's
-scheme) and Local server (the OpenAI-compatible server the app runs while it is open: on or off, host, port, API
+quantization), Chat and appearance (the system prompt new conversations start with; what the router reads before each
+sentence; light, dark or the desktop's scheme) and Local server (the OpenAI-compatible server the app runs while it is open: on or off, host, port, API
 key; an address other machines can reach is accepted only with a key)."""
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
                                QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QPushButton, QSpinBox, QTabWidget,
@@ -14,10 +14,10 @@ QUANTIZE_NAMES = {"auto": "Auto: a .gguf file's own precision, else none", "none
 
 class SettingsDialog(QDialog):
     def __init__(self, values: dict, choices: dict, page: int = 0, parent=None):
-        """values: model_dir, library_dir, device, dtype, quantize, system_prompt, appearance, server_enabled,
-        server_host, server_port, server_api_key. choices: default_library (shown when library_dir is empty),
-        devices, dtypes, quantize, appearances, is_loopback(host) -> bool. page: the page shown first (an index of
-        PAGES)."""
+        """values: model_dir, library_dir, device, dtype, quantize, system_prompt, routing_context, appearance,
+        server_enabled, server_host, server_port, server_api_key. choices: default_library (shown when library_dir
+        is empty), devices, dtypes, quantize, appearances, routing_contexts ({value: description}),
+        is_loopback(host) -> bool. page: the page shown first (an index of PAGES)."""
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self.setMinimumWidth(560)
@@ -59,8 +59,8 @@ class SettingsDialog(QDialog):
         form.addRow("", _note("A folder with config.json, safetensors weights and tokenizer files, or a .gguf file "
                               "(Llama, Mistral, Qwen2). Changes reload the model."))
         form.addRow("Adapter library", self._with_browse(self.library_dir, "Choose the adapter library folder"))
-        form.addRow("", _note("Your adapters, their router examples and the router (created when missing). Not "
-                              "used with the demo model, which brings its own."))
+        form.addRow("", _note("Your adapters, their router examples and the router (created when missing). An "
+                              "empty one gets the demo's adapters the first time the demo model opens."))
         form.addRow("Device", self.device)
         form.addRow("Dtype", self.dtype)
         form.addRow("Quantization", self.quantize)
@@ -81,11 +81,18 @@ class SettingsDialog(QDialog):
         for key in choices["appearances"]:
             self.appearance.addItem(APPEARANCE_NAMES[key], key)
         self.appearance.setCurrentIndex(self.appearance.findData(values["appearance"]))
+        self.routing_context = QComboBox()
+        for key, text in choices["routing_contexts"].items():
+            self.routing_context.addItem(text, key)
+        self.routing_context.setCurrentIndex(max(self.routing_context.findData(values["routing_context"]), 0))
         page = QWidget()
         form = QFormLayout(page)
         form.addRow("System prompt", self.system_prompt)
         form.addRow("", _note("What new conversations start with; each conversation keeps its own (edit it above "
                               "the Generation controls)."))
+        form.addRow("Routing reads", self.routing_context)
+        form.addRow("", _note("What the router reads before each sentence to pick its adapters; from the next "
+                              "reply on."))
         form.addRow("Appearance", self.appearance)
         return page
 
@@ -134,6 +141,7 @@ class SettingsDialog(QDialog):
                 "device": self.device.currentText(), "dtype": self.dtype.currentText(),
                 "quantize": self.quantize.currentData(),
                 "system_prompt": self.system_prompt.toPlainText(), "appearance": self.appearance.currentData(),
+                "routing_context": self.routing_context.currentData(),
                 "server_enabled": self.server_enabled.isChecked(),
                 "server_host": self.server_host.text().strip() or "127.0.0.1",
                 "server_port": self.server_port.value(), "server_api_key": self.server_api_key.text().strip()}

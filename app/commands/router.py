@@ -99,12 +99,12 @@ def _eval(args):
 
     router = Router.load(args.router)
     examples = load_examples(args.examples)
-    names = router.adapters
+    names, labels = router.adapters, router.labels  # labels: the adapters, then the base model when it has one
     unknown = [a for a in examples if a not in names]
     if unknown:
         raise RouterError(f"{args.router} was not trained for {', '.join(map(repr, unknown))} (examples in "
                           f"{args.examples}); its adapters: {', '.join(names)}")
-    confusion = np.zeros((len(names), len(names)), np.int64)  # [true, predicted]
+    confusion = np.zeros((len(names), len(labels)), np.int64)  # [true, predicted]
     for a, prompts in examples.items():
         for p in prompts:
             confusion[names.index(a), int(router.probs(p).argmax())] += 1
@@ -114,7 +114,7 @@ def _eval(args):
             print(f"{a:32s} {confusion[i, i] / n:.4f}  ({confusion[i, i]}/{n})")
     off = confusion.copy()
     np.fill_diagonal(off, 0)
-    pairs = [(off[i, j], names[i], names[j]) for i, j in zip(*np.nonzero(off))]
+    pairs = [(off[i, j], names[i], labels[j]) for i, j in zip(*np.nonzero(off))]
     if pairs:
         print("most frequent confusions (true -> predicted):")
         for count, a, b in sorted(pairs, key=lambda x: (-x[0], x[1], x[2]))[:10]:

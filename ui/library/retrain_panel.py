@@ -131,7 +131,9 @@ class RetrainPanel(QWidget):
         self.accuracy.setText("—" if acc is None else f"{acc:.1%}")
         mode = {"head": "Head-only retrain", "full": "Full retrain"}.get(report.get("mode"), "Last training")
         date = report.get("date", "").replace("T", " ")[:16]  # ISO, UTC: minutes are enough
-        self.summary.setText(f"{mode} · {len(report['labels'])} adapters\n{report['n_train']} training and "
+        classes = f"{len(report['per_adapter'])} adapters" + (" and the base model" if report.get("base") is not None
+                                                               else "")
+        self.summary.setText(f"{mode} · {classes}\n{report['n_train']} training and "
                              f"{report['n_heldout']} held-out examples" + (f" · {date} UTC" if date else "")
                              + ("" if acc is not None else "\ntoo few examples to hold any out"))
         self._draw_matrix(np.asarray(report["confusion"], np.int64), report["labels"])

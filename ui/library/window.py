@@ -287,11 +287,11 @@ class LibraryWindow(QWidget):
         if not added:
             self.notice.show_message("")
         elif loaded:
-            self.notice.show_message(f"Added {', '.join(added)} and loaded into {self.model_name}. "
-                                     "Retrain the router (Router tab) so that it routes to them.", "info")
+            self.notice.show_message(f"Added {', '.join(added)} and loaded into {self.model_name}. The chat routes "
+                                     "to them once the router is retrained (Router tab).", "info")
         else:
-            self.notice.show_message(f"Added {', '.join(added)} to the library. Retrain the router (Router tab) "
-                                     "so that it routes to them.", "info")
+            self.notice.show_message(f"Added {', '.join(added)} to the library. The chat routes to them once the "
+                                     "router is retrained (Router tab).", "info")
 
     def import_failed(self, message: str):
         self._import_ended()
