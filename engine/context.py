@@ -1,4 +1,4 @@
-"""What the router reads before each sentence (DESIGN.md §2): the routing-context policy.
+"""What the router reads before each sentence: the routing-context policy.
 
     turn      the latest user message and the reply so far (the default: a follow-up on another task is
               routed on its own words instead of being outvoted by the previous task's)

@@ -38,6 +38,11 @@ def _mix(h, salt):
     return h
 
 
+def is_count(v, low: int, high: int) -> bool:
+    """An integer (not a bool) from low to high: a size read from a file."""
+    return isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+
 class Featurizer:
     def __init__(self, buckets=1 << 17, max_words=256, char_ngrams=(2, 5), tokenizer_dir=None):
         self.buckets = int(buckets)
@@ -63,20 +68,17 @@ class Featurizer:
     def check_settings(s):
         """RouterError naming the field when `s` is not what `settings` writes, or out of bounds (a table of
         2**26 buckets would cost gigabytes before anything else could be checked)."""
-        def count(v, low, high):
-            return isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
-
         if not isinstance(s, dict):
             raise RouterError(f"featurizer settings must be an object, got {s!r}")
         kind, tok, grams = s.get("kind"), s.get("tokenizer_dir"), s.get("char_ngrams")
         problems = [
             (kind in ("hash", "tokenizer"), f"kind must be \"hash\" or \"tokenizer\", got {kind!r}"),
-            (count(s.get("buckets"), 1, MAX_BUCKETS), f"buckets must be an integer from 1 to {MAX_BUCKETS}, "
+            (is_count(s.get("buckets"), 1, MAX_BUCKETS), f"buckets must be an integer from 1 to {MAX_BUCKETS}, "
                                                       f"got {s.get('buckets')!r}"),
-            (count(s.get("max_words"), 1, MAX_WORDS), f"max_words must be an integer from 1 to {MAX_WORDS}, "
+            (is_count(s.get("max_words"), 1, MAX_WORDS), f"max_words must be an integer from 1 to {MAX_WORDS}, "
                                                       f"got {s.get('max_words')!r}"),
-            (isinstance(grams, list) and len(grams) == 2 and count(grams[0], 1, MAX_NGRAM)
-             and count(grams[1], grams[0], MAX_NGRAM),
+            (isinstance(grams, list) and len(grams) == 2 and is_count(grams[0], 1, MAX_NGRAM)
+             and is_count(grams[1], grams[0], MAX_NGRAM),
              f"char_ngrams must be [low, high] with 1 <= low <= high <= {MAX_NGRAM}, got {grams!r}"),
             ((tok is None) == (kind == "hash") and (tok is None or isinstance(tok, str)),
              f"tokenizer_dir must be null for kind \"hash\" and a folder for kind \"tokenizer\", got {tok!r}"),

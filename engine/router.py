@@ -33,7 +33,7 @@ from torch import nn
 from engine.atomic import write_bytes
 from engine.errors import RouterError
 from engine.events import BASE, RoutingEvent
-from engine.features import Featurizer
+from engine.features import Featurizer, is_count
 from engine.general_chat import general_chat
 from engine.topp import top_p_select
 
@@ -285,7 +285,7 @@ def read_sidecar(path) -> dict:
     if not (isinstance(names, list) and names and all(isinstance(n, str) and n for n in names)
             and len(set(names)) == len(names)):
         raise RouterError(f"{side}: \"adapters\" must be a list of distinct adapter names, got {names!r}")
-    if not (isinstance(net, dict) and all(_count(net.get(k), MAX_WIDTH) for k in ("dim", "hidden"))):
+    if not (isinstance(net, dict) and all(is_count(net.get(k), 1, MAX_WIDTH) for k in ("dim", "hidden"))):
         raise RouterError(f"{side}: \"net\" must give dim and hidden as integers from 1 to {MAX_WIDTH}, got {net!r}")
     if not isinstance(meta.get("weights_sha256"), str) or not isinstance(meta.get("report", {}), dict):
         raise RouterError(f"{side}: weights_sha256 must be a string and report an object")
@@ -308,10 +308,6 @@ def _settings_sha256(sidecar) -> str:
     if isinstance(settings["featurizer"], dict):
         settings["featurizer"] = {k: v for k, v in settings["featurizer"].items() if k != "tokenizer_dir"}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
-
-
-def _count(value, most) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= most
 
 
 def sidecar_path(path):
