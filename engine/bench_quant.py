@@ -39,12 +39,6 @@ def bank_bytes(bank) -> int:
     return tensor_bytes([t for groups in bank.kinds.values() for g in groups for t in (g.A, g.B)] + slots)
 
 
-def kv_bytes(model, tokens: int) -> int:
-    """Bytes of a one-row KV cache of `tokens` tokens."""
-    a = model.args
-    return 2 * a.n_layers * a.n_kv_heads * a.head_dim * tokens * model.dtype.itemsize
-
-
 def quantized_copy(base: Engine, kind: str) -> Engine:
     """An engine of `base`'s weights (its base model: no adapter merged in) quantized to `kind`."""
     base.apply_mix(None)
@@ -113,7 +107,7 @@ def run(base: Engine, kinds, prompt, adapter_paths, new: int, runs: int, switch_
         if "fused_ms" in row:
             row["fused_vs_base"] = row["fused_ms"] / row["base_ms"]
         row["weights_bytes"], row["bank_bytes"] = weight_bytes(eng.model), bank_bytes(eng.bank)  # slots at their largest
-        row["kv_bytes_8k"] = kv_bytes(eng.model, LONG_CONTEXT)
+        row["kv_bytes_8k"] = eng.model.kv_bytes(LONG_CONTEXT)
         if cuda:  # a chat at an 8K cache, from no cache and no captured graphs: what it adds to weights and bank
             eng.model.drop_caches()
             eng.decoder.drop_graphs()

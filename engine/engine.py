@@ -310,7 +310,7 @@ class Engine:
         if self.device.type != "cuda" or self.model.cache_shape[1] > self.context_len:
             return self.context_len
         a = self.model.args
-        per_token = 2 * a.n_layers * a.n_kv_heads * a.head_dim * self.dtype.itemsize
+        per_token = self.model.kv_bytes(1)
         held = self.model.cache_shape[0] * self.model.cache_shape[1] * per_token   # freed if reallocated
         # room for the prefill's activations of the longest prompt (~3 hidden, 3 MLP and 4 attention widths)
         activations = self.context_len * (3 * a.dim + 3 * a.intermediate_size + 4 * a.n_heads * a.head_dim) * 2

@@ -214,6 +214,11 @@ class Transformer(nn.Module):
         """Where the final norm and lm_head run (the last layer's device)."""
         return self.model.norm.weight.device
 
+    def kv_bytes(self, tokens: int) -> int:
+        """Bytes of one row's KV cache of `tokens` tokens over all layers."""
+        a = self.args
+        return 2 * a.n_layers * a.n_kv_heads * a.head_dim * tokens * self.dtype.itemsize
+
     def setup_caches(self, batch: int, slots: int):
         """KV caches for `batch` rows of `slots` tokens. A request that fits keeps them; another reallocates them
         to its size and copies what fits of what they held (a chat's KV is kept across turns). One slot more
