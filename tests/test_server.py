@@ -313,6 +313,29 @@ def test_concurrent_requests_with_other_settings_wait_for_the_next_batch(served)
     assert replies["a"].switchboard["stats"]["batch_rows"] == replies["b"].switchboard["stats"]["batch_rows"] == 1
 
 
+@pytest.mark.parametrize("open_connections, window_s, waits", [(1, 30.0, False), (2, 0.3, True)])
+def test_a_lone_client_starts_at_once_and_others_wait_for_the_window(open_connections, window_s, waits):
+    from app.server.scheduler import Scheduler, ServedRequest
+    from engine.generation import GenerationSettings
+
+    class Engine:  # answers at once: what is timed is the wait before the batch starts
+        def generate_rows(self, conversations, settings, mix=None):
+            started.append(time.monotonic())
+            yield DoneEvent(row=0, stats={"tokens": 0})
+
+    started, done = [], threading.Event()
+    scheduler = Scheduler(lambda job: threading.Thread(target=job).start(), window_s=window_s,
+                          connections=lambda: open_connections)
+    scheduler.set_engine(Engine())
+    request = ServedRequest([{"role": "user", "content": "hi"}], GenerationSettings(), None,
+                            lambda kind, _payload: kind == "done" and done.set())
+    scheduler.arrive()
+    scheduler.submit(request)
+    assert done.wait(timeout=10)
+    waited = started[0] - request.submitted
+    assert waited >= window_s if waits else waited < 5  # the lone request did not wait for its 30 s window
+
+
 def test_engine_cancel_of_one_row_leaves_the_others_and_the_next_call(served):
     server, _, engine, _ = served
 

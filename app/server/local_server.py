@@ -50,7 +50,8 @@ class LocalServer:
         self.host, self.port, self.api_key, self.max_body_bytes = host, port, api_key or None, max_body_bytes
         self.engine_thread = None if run_on_engine else EngineThread()
         self.scheduler = Scheduler(run_on_engine or self.engine_thread.submit, max_rows=max_rows,
-                                   window_s=batch_window_ms / 1000, listener=listener)
+                                   window_s=batch_window_ms / 1000, listener=listener,
+                                   connections=self._open_connections)
         self._socket = self._server = self._thread = None
 
     @property
@@ -63,6 +64,9 @@ class LocalServer:
 
     def set_engine(self, engine):
         self.scheduler.set_engine(engine)
+
+    def _open_connections(self) -> int:
+        return len(self._server.server_state.connections) if self._server is not None else 0
 
     def start(self) -> str:
         import uvicorn

@@ -6,7 +6,8 @@ Policy:
   finds the engine idle waits `window_s` (2 ms) for others to join it, and longer (up to `ARRIVAL_WAIT_S`)
   while requests are still being read and checked (arrive() .. submit()): clients that ask at the same moment
   are checked one after another on the server's event loop, and one left out would wait for a whole batch.
-  A full batch starts at once.
+  A full batch starts at once, and so does a batch when every open client connection has already asked
+  (`connections()`): a lone client never waits for the window.
 - A batch takes the oldest waiting request and every later one that can share its rows (at most `max_rows`):
   the same GenerationSettings, and all routed by the router or all with fixed mixes (each row its own mix).
   Seeded sampling runs alone, so the seed alone decides its tokens.
@@ -64,10 +65,12 @@ class ServedRequest:
 
 class Scheduler:
     def __init__(self, run_on_engine: Callable[[Callable[[], None]], None], *, max_rows: int = 8,
-                 window_s: float = 0.002, listener: Callable[[str, ServedRequest], None] | None = None):
+                 window_s: float = 0.002, listener: Callable[[str, ServedRequest], None] | None = None,
+                 connections: Callable[[], int] | None = None):
         """listener(state, request): "running" when the request's batch starts, then "done", "cancelled" or
-        "failed". Called on the engine thread (a request cancelled while it waits: on the server's thread)."""
-        self._run_on_engine = run_on_engine
+        "failed". Called on the engine thread (a request cancelled while it waits: on the server's thread).
+        connections(): how many client connections the server holds open (None: unknown, always wait)."""
+        self._run_on_engine, self._connections = run_on_engine, connections
         self.max_rows, self.window_s, self._listener = max_rows, window_s, listener
         self._cond = threading.Condition()
         self._pending: list[ServedRequest] = []
@@ -164,7 +167,10 @@ class Scheduler:
         waited = now - self._pending[0].submitted
         if len(self._compatible()) >= self.max_rows:
             return True
-        return waited >= (ARRIVAL_WAIT_S if self._arriving else self.window_s)
+        if self._arriving:
+            return waited >= ARRIVAL_WAIT_S
+        everyone_asked = self._connections is not None and self._connections() <= len(self._pending)
+        return everyone_asked or waited >= self.window_s
 
     def _compatible(self) -> list[ServedRequest]:
         if not self._pending:
