@@ -14,8 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-# with a mask (a follow-up turn after its cached prefix, left-padded rows), cuDNN's attention built a plan for
-# every new shape: 0.6-0.9 s each on an H200, and a chat's turns all differ
+from .silu_mul import silu_mul
+
+# with a mask (left-padded rows, a sliding window), cuDNN's attention built a plan for every new shape: 0.6-0.9 s
+# each on an H200, and batches seldom repeat a shape
 MASKED_BACKENDS = [SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 ATTN_KINDS = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP_KINDS = ("gate_proj", "up_proj", "down_proj")
@@ -88,10 +90,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
-        # in float32 and cast back before the weight, exactly as Hugging Face does
-        h = x.float()
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * h.to(x.dtype)
+        # torch's fused kernel works in float32 and rounds to x's dtype before the weight, as Hugging Face does
+        # (whose written-out form is seven passes over a long prompt's activations)
+        return self.weight * torch.rms_norm(x, (x.shape[-1],), eps=self.eps)
 
 
 def rotate_half(x):
@@ -118,12 +119,23 @@ def attention(q, k, v, mask):
 
 def prefill_attention(q, k, v, mask):
     """Many queries: SDPA's flash / memory-efficient kernels, so memory stays linear in the prompt (the scores
-    are never materialised). q: (B, nh, T, hd); k, v: (B, nkv, S, hd); mask: None (causal, S == T) or
-    (B, 1, T, S) bool."""
+    are never materialised). q: (B, nh, T, hd); k, v: (B, nkv, S, hd); mask: the int S (causal: the queries are
+    slots S - T .. S - 1 and each sees every slot up to its own; a whole prompt, or a chat's new tokens after its
+    cached ones) or (B, 1, T, S) bool (left padding, a sliding window)."""
+    T = q.shape[2]
+    whole = isinstance(mask, int) and mask == T   # a whole prompt: any kernel (cuDNN's is the fastest on Hopper)
+    # CUDA runs float32 on the memory-efficient kernel, which has no GQA (SDPA would fall back to the math one)
+    if whole and not (q.is_cuda and q.dtype == torch.float32):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
     g = q.shape[1] // k.shape[1]
-    k, v = k.repeat_interleave(g, 1), v.repeat_interleave(g, 1)   # (B, nh, S, hd): the fused kernels want equal heads
-    if mask is None:  # a whole prompt: every kernel SDPA has (cuDNN's is the fastest on Hopper)
+    k, v = k.repeat_interleave(g, 1), v.repeat_interleave(g, 1)   # (B, nh, S, hd): these kernels want equal heads
+    if whole:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    if isinstance(mask, int):  # new tokens after cached ones
+        if q.is_cuda:  # flash's bottom-right causal, no mask tensor (torch.nn.attention.bias imports torch._dynamo,
+            from torch.nn.attention.bias import causal_lower_right   # which CUDA's compiled decode step loads anyway)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=causal_lower_right(T, mask))
+        mask = torch.ones(T, mask, dtype=torch.bool, device=q.device).tril(mask - T)
     with sdpa_kernel(MASKED_BACKENDS):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
@@ -150,7 +162,7 @@ class Attention(nn.Module):
         k_cache, v_cache = cache
         k_cache.index_copy_(2, input_pos, k)
         v_cache.index_copy_(2, input_pos, v)
-        S = T if mask is None else mask.shape[-1]                                 # the slots attended to
+        S = mask if isinstance(mask, int) else mask.shape[-1]                     # the slots attended to
         k, v = k_cache[:, :, :S], v_cache[:, :, :S]                               # (B, nkv, S, hd)
         y = attention(q, k, v, mask) if T == 1 else prefill_attention(q, k, v, mask)   # (B, nh, T, hd)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, a.n_heads * a.head_dim))
@@ -163,8 +175,7 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(*args.fused_shape("down_proj"), bias=False)
 
     def forward(self, x):
-        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
-        return self.down_proj(F.silu(gate) * up)
+        return self.down_proj(silu_mul(self.gate_up_proj(x)))
 
 
 class DecoderLayer(nn.Module):
@@ -273,7 +284,7 @@ class Transformer(nn.Module):
             dev = layer.input_layernorm.weight.device
             if dev != x.device:  # a model split across GPUs: hand the activations to the next one
                 x, cos, sin, input_pos = (t.to(dev) for t in (x, cos, sin, input_pos))
-                mask = None if mask is None else mask.to(dev)
+                mask = mask if isinstance(mask, int) else mask.to(dev)
             if layer_fn is None:
                 x = layer(x, cos, sin, mask, input_pos, (k[:B], v[:B]))
             else:
@@ -288,8 +299,8 @@ class Transformer(nn.Module):
         pos = input_pos[None, :] if pad is None else (input_pos[None, :] - pad[:, None]).clamp(min=0)   # (B|1, T)
         cos, sin = self.rope_at(pos.expand(B, T))
         window = self.args.sliding_window
-        if T > 1 and pad is None and start == 0 and not (window and T > window):
-            mask = None                                                            # plain causal: flash attention
+        if T > 1 and pad is None and not (window and start + T > window):
+            mask = start + T                                                       # causal: no mask tensor
         else:  # one token attends over a view of whole SPLITS (decode attention); the slots past it are masked
             S = start + T if T > 1 else -(-(start + 1) // SPLITS) * SPLITS
             mask = self.attention_mask(input_pos, S, pad if pad is not None else idx.new_zeros(B))
