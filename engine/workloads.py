@@ -1,7 +1,7 @@
 """`switchboard bench --workload chat | long | cold`: what users do, measured through the paths they hit.
 
-chat  a conversation whose context grows to ~8K tokens over 8 turns, sampling on, routed per sentence by a
-      router over 100 adapters, through Engine.generate: per turn prompt and cached tokens, time to first
+chat  a conversation whose context grows to ~8K tokens over 8 turns (the last one a 100-word message), sampling
+      on, routed per sentence by a router over 100 adapters, through Engine.generate: per turn prompt and cached tokens, time to first
       token, decode ms/token and the stall (wall - TTFT - decode), and compiles counted across the turns.
 long  time to first token and peak extra memory of one long prompt (the GPU allocator's peak; on a Linux CPU
       the process's peak resident set), engine next to Hugging Face's SDPA forward (logits_to_keep=1), at
@@ -61,13 +61,17 @@ def _word(i: int) -> str:
 
 
 def _words(rng, vocab_size, n, topic=None) -> str:
-    """n plain words (no sentence ends); from one of 100 topics' slices of the vocabulary when given."""
+    """n plain words (no sentence ends: one token each); from one of 100 topics' slices of the vocabulary when
+    given."""
     lo, hi = len(SPECIALS), vocab_size
     if topic is not None:
         span = (hi - lo) // 100
         lo, hi = lo + topic * span, lo + (topic + 1) * span
-    picks = (rng.randrange(lo, hi) for _ in range(n))
-    return " ".join(_word(i) for i in picks if i % 16 > 1) or _word(lo + 2)
+    picks = []
+    while len(picks) < n:
+        if (i := rng.randrange(lo, hi)) % 16 > 1:
+            picks.append(_word(i))
+    return " ".join(picks)
 
 
 def _sync(device):
@@ -76,8 +80,10 @@ def _sync(device):
 
 
 # ---- chat -------------------------------------------------------------------------------------------------
-def chat(engine, *, adapters=100, rank=8, targets=("q_proj", "v_proj"), turns=8, context=8000, new=128,
+def chat(engine, *, adapters=100, rank=8, targets=("q_proj", "v_proj"), turns=8, context=8000, new=128, last=100,
          log=print) -> dict:
+    """The last turn is a short message (`last` words) after a long history: its TTFT is the prefill of the new
+    tokens only (the rest is cached), the case of a long chat's every turn."""
     from torch._dynamo.utils import counters
 
     from .bench import write_adapters
@@ -100,12 +106,13 @@ def chat(engine, *, adapters=100, rank=8, targets=("q_proj", "v_proj"), turns=8,
            "sampling": {"temperature": 0.7, "sample_top_p": 0.9}}
     log(f"warm-up {res['warmup_s']:.1f} s")
     graphs = counters["stats"]["unique_graphs"]
-    per_turn = context // turns - new - 8
+    per_turn = (context - last) // (turns - 1) - new - 8  # words of each earlier message (8: the template's tokens)
     messages = []
     for i in range(turns):
+        words = per_turn if i < turns - 1 else last
         topics = rng.sample(range(adapters), 3)
-        messages.append({"role": "user", "content": " ".join(_words(rng, vocab, per_turn // 3, topic=k)
-                                                             for k in topics)})
+        messages.append({"role": "user", "content": " ".join(_words(rng, vocab, words // 3 + (k < words % 3), topic=t)
+                                                             for k, t in enumerate(topics))})
         t0 = time.perf_counter()
         events = list(engine.generate(messages, temperature=0.7, sample_top_p=0.9, max_new_tokens=new,
                                       ignore_eos=True, max_adapters=3))
