@@ -383,3 +383,14 @@ def test_settings_offer_quantization_and_a_gguf_file(qtbot, tmp_path, monkeypatc
     dialog.quantize.setCurrentIndex(dialog.quantize.findData("int8"))
     assert [dialog.quantize.itemData(i) for i in range(dialog.quantize.count())] == list(QUANTIZE)
     assert dialog.values()["model_dir"] == gguf and dialog.values()["quantize"] == "int8"
+
+
+def test_retrain_summary_says_when_a_head_only_retrain_went_on_as_a_full_one(qtbot):
+    from ui.library.retrain_panel import RetrainPanel
+
+    panel = RetrainPanel()
+    qtbot.addWidget(panel)
+    panel.show_report({"accuracy": 0.98, "mode": "full", "refit_for": {"shout": 0.75},
+                       "per_adapter": {"alpha": 1.0, "shout": 1.0}, "base": 1.0, "n_train": 30, "n_heldout": 3,
+                       "confusion": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "labels": ["alpha", "shout", BASE]})
+    assert panel.summary.text().startswith("Full retrain (a head-only one left shout at 75% held out) · 2 adapters")

@@ -20,6 +20,11 @@ from . import importer
 from .importer import ImportResult, Item
 from .storage import COLOR, EXAMPLES, INDEX, META, ROUTER_FILE, AdapterInfo, LibraryError, Storage, jsonl
 
+# A head-only retrain keeps the features, which may read a new adapter's words as another's or as general chat
+# (on the demo library: a new adapter got 10 of 20 fresh prompts). Below this held-out accuracy for a new
+# adapter the retrain goes on as a full one.
+HEAD_MIN_ACCURACY = 0.9
+
 
 class Library:
     def __init__(self, root=None):
@@ -294,12 +299,14 @@ class Library:
 
     def retrain(self, engine=None, full=False, progress=None, cancel=None, *, epochs=None, seed=0) -> dict | None:
         """Train the router on the loadable adapters' examples: head-only from the current router when adapters
-        were only added or removed, full when there is none, an adapter's examples changed, or full=True.
+        were only added or removed, full when there is none, an adapter's examples changed, or full=True; a
+        head-only retrain that leaves a new adapter below HEAD_MIN_ACCURACY held out goes on as a full one.
         progress(epoch, epochs, loss, held-out accuracy or None); cancel() -> True stops it. The new router
         replaces the old one only when training finished; then each adapter's meta.json gets its accuracy and
         the engine (whose bank must hold exactly the loadable adapters) loads it.
         -> the router's report (accuracy, per_adapter, confusion, labels, n_train, n_heldout) plus "mode"
-        ("head" | "full") and "path"; None when cancelled (nothing changed)."""
+        ("head" | "full"), "refit_for" ({new adapter: its held-out accuracy} where a head-only retrain fell short
+        and went on as a full one) and "path"; None when cancelled (nothing changed)."""
         from engine.router import Router
 
         idx = self._store.index()
@@ -325,6 +332,11 @@ class Library:
         mode = "full" if full or old is None or changed else "head"
         kw = dict(epochs=epochs, seed=seed, progress=progress, cancel=cancel)
         router = Router.train(examples, **kw) if old is None else old.retrain(examples, full=mode == "full", **kw)
+        held = router.report["per_adapter"] if mode == "head" and router is not None else {}
+        short = {n: acc for n, acc in held.items() if n not in old.adapters and (acc or 1.0) < HEAD_MIN_ACCURACY}
+        if short:  # (an accuracy of None: none of its examples held out)
+            mode = "full"
+            router = old.retrain(examples, full=True, **kw)
         if router is None:
             return None
 
@@ -345,7 +357,7 @@ class Library:
                 self._store.update_meta(self.adapters_dir / n, accuracy=acc)
         if engine is not None:
             engine.load_router(path)
-        return {**router.report, "mode": mode, "path": str(path)}
+        return {**router.report, "mode": mode, "refit_for": short, "path": str(path)}
 
     def set_model(self, name: str, shapes: dict[str, tuple[int, int]]):
         """Record the model (module -> (in, out)) that imports without an engine are checked against."""

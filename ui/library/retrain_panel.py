@@ -130,6 +130,9 @@ class RetrainPanel(QWidget):
         acc = report.get("accuracy")
         self.accuracy.setText("—" if acc is None else f"{acc:.1%}")
         mode = {"head": "Head-only retrain", "full": "Full retrain"}.get(report.get("mode"), "Last training")
+        if report.get("refit_for"):
+            short = ", ".join(f"{name} at {acc:.0%}" for name, acc in report["refit_for"].items())
+            mode += f" (a head-only one left {short} held out)"
         date = report.get("date", "").replace("T", " ")[:16]  # ISO, UTC: minutes are enough
         classes = f"{len(report['per_adapter'])} adapters" + (" and the base model" if report.get("base") is not None
                                                                else "")
