@@ -57,7 +57,7 @@ TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
 SIZES = {
     "full": dict(hidden=128, layers=4, heads=4, kv_heads=2, intermediate=384,
                  pretrain_steps=2500, pretrain_batch=32, block=128, pretrain_lr=3e-3,
-                 single_steps=3500, chat_steps=1000, adapter_batch=16, adapter_tokens=1600, adapter_lr=4e-3, train_examples=2000,
+                 single_steps=4200, chat_steps=1000, adapter_batch=16, adapter_tokens=1600, adapter_lr=4e-3, train_examples=2000,
                  heldout=100, router_examples=120, router_two_tasks=60, two_task_prompts=3,
                  small_talk=30),
     "quick": dict(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128,
@@ -263,19 +263,22 @@ def encode_chat(tok, turns, style):
 
 class MultiLoRA(torch.nn.Module):
     """A target linear layer with one LoRA per task (PEFT's initialisation and alpha / r scaling);
-    `self.route.onehot` [B, T, k] says which of the batch's `self.route.active` adapters processes each input
-    token (all zero: none), so a batch pays for the adapters it uses only."""
+    `self.route.onehot` [B, T, k] says which of the batch's `self.route.active` adapters (a list of indices)
+    processes each input token (all zero: none), so a batch pays for the adapters it uses only. Each adapter is
+    its own parameter: one a batch does not use gets no gradient, so AdamW leaves it alone (a zero gradient in a
+    shared tensor would let its momentum keep moving it, about 13x its last step at betas (0.9, 0.95))."""
 
     def __init__(self, base, n, r, alpha, route):
         super().__init__()
         self.base, self.route, self.scale = base, route, alpha / r
-        self.A = torch.nn.Parameter(torch.empty(n, r, base.in_features))   # [n, r, in]
-        self.B = torch.nn.Parameter(torch.zeros(n, base.out_features, r))  # [n, out, r]
-        for k in range(n):
-            torch.nn.init.kaiming_uniform_(self.A.data[k], a=math.sqrt(5))
+        self.A = torch.nn.ParameterList(torch.empty(r, base.in_features) for _ in range(n))   # n x [r, in]
+        self.B = torch.nn.ParameterList(torch.zeros(base.out_features, r) for _ in range(n))  # n x [out, r]
+        for a in self.A:
+            torch.nn.init.kaiming_uniform_(a.data, a=math.sqrt(5))
 
     def forward(self, x):  # x [B, T, in]
-        A, B = self.A[self.route.active], self.B[self.route.active]  # [k, r, in], [k, out, r]
+        A = torch.stack([self.A[k] for k in self.route.active])     # [k, r, in]
+        B = torch.stack([self.B[k] for k in self.route.active])     # [k, out, r]
         h = (x @ A.flatten(0, 1).T).unflatten(-1, A.shape[:2])      # the batch's adapters' down-projections [B, T, k, r]
         h = h * self.route.onehot[..., None]                        # ... kept for the token's own adapter only
         return self.base(x) + h.flatten(-2) @ B.transpose(1, 2).flatten(0, 1) * self.scale  # [B, T, out]
@@ -332,11 +335,12 @@ def train_adapters(model_dir, tok, train_sets, size, seed, out, base_name):
             mask[b, :len(row)] = 1
             under[b, :len(row)] = torch.tensor(adapters)
             weights[b, :len(row)] = torch.tensor(weight)
-        route.active = under[under != NONE].unique()
-        route.onehot = (under[..., None] == route.active).float()  # NONE matches no adapter
+        active = under[under != NONE].unique()
+        route.active = active.tolist()
+        route.onehot = (under[..., None] == active).float()  # NONE matches no adapter
         return ids, mask, weights
 
-    params = [p for lora in wrapped.values() for p in (lora.A, lora.B)]
+    params = [p for lora in wrapped.values() for p in (*lora.A, *lora.B)]
     train(model, params, single_task, size["single_steps"], size["adapter_lr"], "adapters, single prompts")
     train(model, params, chats, size["chat_steps"], size["adapter_lr"], "adapters, chats")
     for k, task in enumerate(TASKS):
