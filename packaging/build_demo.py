@@ -57,12 +57,14 @@ TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
 SIZES = {
     "full": dict(hidden=128, layers=4, heads=4, kv_heads=2, intermediate=384,
                  pretrain_steps=2500, pretrain_batch=32, block=128, pretrain_lr=3e-3,
-                 single_steps=4200, chat_steps=1000, adapter_batch=16, adapter_tokens=1600, adapter_lr=4e-3, train_examples=2000,
+                 single_steps=4200, chat_steps=1000, adapter_batch=16, adapter_tokens=1600, adapter_lr=4e-3, chat_lr=1e-3,
+                 train_examples=2000,
                  heldout=100, router_examples=120, router_two_tasks=60, two_task_prompts=3,
                  small_talk=30),
     "quick": dict(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128,
                   pretrain_steps=30, pretrain_batch=8, block=64, pretrain_lr=3e-3,
-                  single_steps=10, chat_steps=10, adapter_batch=8, adapter_tokens=800, adapter_lr=3e-3, train_examples=100,
+                  single_steps=10, chat_steps=10, adapter_batch=8, adapter_tokens=800, adapter_lr=3e-3, chat_lr=3e-3,
+                  train_examples=100,
                   heldout=8, router_examples=30, router_two_tasks=10, two_task_prompts=1,
                   small_talk=10),
 }
@@ -342,7 +344,7 @@ def train_adapters(model_dir, tok, train_sets, size, seed, out, base_name):
 
     params = [p for lora in wrapped.values() for p in (*lora.A, *lora.B)]
     train(model, params, single_task, size["single_steps"], size["adapter_lr"], "adapters, single prompts")
-    train(model, params, chats, size["chat_steps"], size["adapter_lr"], "adapters, chats")
+    train(model, params, chats, size["chat_steps"], size["chat_lr"], "adapters, chats")
     for k, task in enumerate(TASKS):
         folder = out / task
         folder.mkdir(parents=True)
