@@ -120,8 +120,8 @@ def attention(q, k, v, mask):
 def prefill_attention(q, k, v, mask):
     """Many queries: SDPA's flash / memory-efficient kernels, so memory stays linear in the prompt (the scores
     are never materialised). q: (B, nh, T, hd); k, v: (B, nkv, S, hd); mask: the int S (causal: the queries are
-    slots S - T .. S - 1 and each sees every slot up to its own; a whole prompt, or a chat's new tokens after its
-    cached ones) or (B, 1, T, S) bool (left padding, a sliding window)."""
+    slots S - T .. S - 1 and each sees every slot up to its own; a whole prompt, or on CUDA a chat's new tokens
+    after its cached ones) or (B, 1, T, S) bool (left padding, a sliding window, cached tokens on the CPU)."""
     T = q.shape[2]
     whole = isinstance(mask, int) and mask == T   # a whole prompt: any kernel (cuDNN's is the fastest on Hopper)
     # CUDA runs float32 on the memory-efficient kernel, which has no GQA (SDPA would fall back to the math one)
@@ -131,11 +131,9 @@ def prefill_attention(q, k, v, mask):
     k, v = k.repeat_interleave(g, 1), v.repeat_interleave(g, 1)   # (B, nh, S, hd): these kernels want equal heads
     if whole:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    if isinstance(mask, int):  # new tokens after cached ones
-        if q.is_cuda:  # flash's bottom-right causal, no mask tensor (torch.nn.attention.bias imports torch._dynamo,
-            from torch.nn.attention.bias import causal_lower_right   # which CUDA's compiled decode step loads anyway)
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=causal_lower_right(T, mask))
-        mask = torch.ones(T, mask, dtype=torch.bool, device=q.device).tril(mask - T)
+    if isinstance(mask, int):  # new tokens after cached ones: flash's bottom-right causal, no mask tensor
+        from torch.nn.attention.bias import causal_lower_right  # imports torch._dynamo, as CUDA's decode step does
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=causal_lower_right(T, mask))
     with sdpa_kernel(MASKED_BACKENDS):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
@@ -299,7 +297,7 @@ class Transformer(nn.Module):
         pos = input_pos[None, :] if pad is None else (input_pos[None, :] - pad[:, None]).clamp(min=0)   # (B|1, T)
         cos, sin = self.rope_at(pos.expand(B, T))
         window = self.args.sliding_window
-        if T > 1 and pad is None and not (window and start + T > window):
+        if T > 1 and pad is None and not (window and start + T > window) and (start == 0 or idx.is_cuda):
             mask = start + T                                                       # causal: no mask tensor
         else:  # one token attends over a view of whole SPLITS (decode attention); the slots past it are masked
             S = start + T if T > 1 else -(-(start + 1) // SPLITS) * SPLITS
