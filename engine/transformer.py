@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from . import decode_attention
 from .silu_mul import silu_mul
 
 # with a mask (left-padded rows, a sliding window), cuDNN's attention built a plan for every new shape: 0.6-0.9 s
@@ -104,8 +105,10 @@ SPLITS = 16  # p @ v in this many slices of the cache: one long reduction per he
 
 
 def attention(q, k, v, mask):
-    """Decode attention written out, so Inductor fuses it (measured faster than SDPA's kernels for one query on
-    an H200). q: (B, nh, 1, hd); k, v: (B, nkv, S, hd), S a multiple of SPLITS; mask: (B, 1, 1, S) bool."""
+    """Decode attention: on CUDA in half precision a flash-decoding kernel (engine/decode_attention.py), else
+    written out. q: (B, nh, 1, hd); k, v: (B, nkv, S, hd), S a multiple of SPLITS; mask: (B, 1, 1, S) bool."""
+    if decode_attention.usable(q):
+        return decode_attention.decode_attention(q, k, v, mask)
     B, nh, T, hd = q.shape
     nkv, S = k.shape[1], k.shape[2]
     g = nh // nkv                                     # query heads per kv head (head h uses kv h // g)
