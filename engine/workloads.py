@@ -1,8 +1,9 @@
 """`switchboard bench --workload chat | long | cold`: what users do, measured through the paths they hit.
 
 chat  a conversation whose context grows to ~8K tokens over 8 turns (the last one a 100-word message), sampling
-      on, routed per sentence by a router over 100 adapters, through Engine.generate: per turn prompt and cached tokens, time to first
-      token, decode ms/token and the stall (wall - TTFT - decode), and compiles counted across the turns.
+      on, routed per sentence by a router over 100 adapters, through Engine.generate: per turn prompt and cached
+      tokens, time to first token, decode ms/token and the stall (wall - TTFT - decode), and compiles counted
+      across the turns.
 long  time to first token and peak extra memory of one long prompt (the GPU allocator's peak; on a Linux CPU
       the process's peak resident set), engine next to Hugging Face's SDPA forward (logits_to_keep=1), at
       several lengths, in one run.

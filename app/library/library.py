@@ -333,8 +333,10 @@ class Library:
         kw = dict(epochs=epochs, seed=seed, progress=progress, cancel=cancel)
         router = Router.train(examples, **kw) if old is None else old.retrain(examples, full=mode == "full", **kw)
         held = router.report["per_adapter"] if mode == "head" and router is not None else {}
-        short = {n: acc for n, acc in held.items() if n not in old.adapters and (acc or 1.0) < HEAD_MIN_ACCURACY}
-        if short:  # (an accuracy of None: none of its examples held out)
+        # (an accuracy of None: none of its examples held out)
+        short = {n: acc for n, acc in held.items()
+                 if n not in old.adapters and acc is not None and acc < HEAD_MIN_ACCURACY}
+        if short:
             mode = "full"
             router = old.retrain(examples, full=True, **kw)
         if router is None:
