@@ -1,5 +1,5 @@
-"""One query's attention over the KV cache on CUDA (flash-decoding): the cache split into NSPLIT ranges, each
-range read once by its own program for all the query heads that share a KV head (_partials), then the ranges'
+"""One query's attention over the KV cache on CUDA (flash-decoding): the cache split into at most NSPLIT ranges,
+each read once by its own program for all the query heads that share a KV head (_partials), then the ranges'
 results merged by their log-sum-exp (_merge).
 
 The written-out form (transformer.attention) is what Inductor can fuse, but its weighted sum of V needs the
@@ -15,7 +15,7 @@ try:
 except ImportError:  # CPU-only installs never call it
     triton = None
 
-NSPLIT = 64   # programs per (row, KV head): with 8 KV heads 512, about four per SM of an H200
+NSPLIT = 64   # most programs per (row, KV head): with 8 KV heads 512, about four per SM of an H200
 BLOCK = 64    # cache slots per inner step
 
 
@@ -41,16 +41,17 @@ if triton is not None:
         B, nh, _, hd = q.shape
         nkv, S = k.shape[1], k.shape[2]
         g = nh // nkv
-        split_len = -(-S // (NSPLIT * BLOCK)) * BLOCK             # slots per program, whole blocks
-        o = torch.empty(B, nh, NSPLIT, hd, dtype=torch.float32, device=q.device)   # unnormalised sums per range
-        ml = torch.empty(B, nh, NSPLIT, 2, dtype=torch.float32, device=q.device)   # its max score, sum of exp
-        _partials[(B * nkv, NSPLIT)](
-            q, k, v, mask, o, ml, S, split_len, nkv, hd ** -0.5,
+        nsplit = min(NSPLIT, -(-S // BLOCK))                         # a short view: fewer ranges, none empty
+        split_len = -(-S // (nsplit * BLOCK)) * BLOCK                # slots per program, whole blocks
+        o = torch.empty(B, nh, nsplit, hd, dtype=torch.float32, device=q.device)   # unnormalised sums per range
+        ml = torch.empty(B, nh, nsplit, 2, dtype=torch.float32, device=q.device)   # its max score, sum of exp
+        _partials[(B * nkv, nsplit)](
+            q, k, v, mask, o, ml, S, split_len, nsplit, nkv, hd ** -0.5,
             q.stride(0), q.stride(1), k.stride(0), k.stride(1), k.stride(2), v.stride(0), v.stride(1), v.stride(2),
-            mask.stride(0), G=g, GP=max(16, triton.next_power_of_2(g)), HD=hd, BLOCK=BLOCK, NSPLIT=NSPLIT,
+            mask.stride(0), G=g, GP=max(16, triton.next_power_of_2(g)), HD=hd, BLOCK=BLOCK,
             num_warps=4, num_stages=2)
         y = torch.empty(B, nh, 1, hd, dtype=q.dtype, device=q.device)
-        _merge[(B * nh,)](o, ml, y, HD=hd, NSPLIT=NSPLIT, num_warps=4)
+        _merge[(B * nh,)](o, ml, y, nsplit, HD=hd, NP=triton.next_power_of_2(nsplit), num_warps=4)
         return y
 
     @_decode.register_fake
@@ -58,9 +59,9 @@ if triton is not None:
         return q.new_empty(q.shape)
 
     @triton.jit
-    def _partials(q, k, v, mask, o, ml, S, split_len, n_kv, scale,
+    def _partials(q, k, v, mask, o, ml, S, split_len, nsplit, n_kv, scale,
                   sqb, sqh, skb, skh, sks, svb, svh, svs, smb,
-                  G: tl.constexpr, GP: tl.constexpr, HD: tl.constexpr, BLOCK: tl.constexpr, NSPLIT: tl.constexpr):
+                  G: tl.constexpr, GP: tl.constexpr, HD: tl.constexpr, BLOCK: tl.constexpr):
         bh, split = tl.program_id(0), tl.program_id(1)
         b, h = bh // n_kv, bh % n_kv
         g, d = tl.arange(0, GP), tl.arange(0, HD)
@@ -86,18 +87,20 @@ if triton is not None:
             acc = acc * alpha[:, None] + tl.dot(p.to(vt.dtype), vt)
             l_i = l_i * alpha + tl.sum(p, 1)
             m_i = m_new
-        row = (bh * G + g) * NSPLIT + split                       # (b, query head h * G + g, split) in o and ml
+        row = (bh * G + g) * nsplit + split                       # (b, query head h * G + g, split) in o and ml
         tl.store(o + row[:, None] * HD + d[None, :], acc, mask=heads[:, None])
         tl.store(ml + row * 2, m_i, mask=heads)
         tl.store(ml + row * 2 + 1, l_i, mask=heads)
 
     @triton.jit
-    def _merge(o, ml, y, HD: tl.constexpr, NSPLIT: tl.constexpr):
-        # one program per (row, query head): its NSPLIT partial results, weighted by exp(their max - the max)
+    def _merge(o, ml, y, nsplit, HD: tl.constexpr, NP: tl.constexpr):
+        # one program per (row, query head): its nsplit partial results (NP: nsplit up to a power of two),
+        # weighted by exp(their max - the max)
         row = tl.program_id(0)                                    # b * nh + query head
-        sp, d = tl.arange(0, NSPLIT), tl.arange(0, HD)
-        m = tl.load(ml + (row * NSPLIT + sp) * 2)                 # a range with no allowed slot: -inf, weight 0
-        l = tl.load(ml + (row * NSPLIT + sp) * 2 + 1)
+        sp, d = tl.arange(0, NP), tl.arange(0, HD)
+        live = sp < nsplit
+        m = tl.load(ml + (row * nsplit + sp) * 2, mask=live, other=float("-inf"))   # no allowed slot: weight 0
+        l = tl.load(ml + (row * nsplit + sp) * 2 + 1, mask=live, other=0.0)
         w = tl.exp(m - tl.max(m, 0))
-        acc = tl.load(o + (row * NSPLIT + sp)[:, None] * HD + d[None, :])
+        acc = tl.load(o + (row * nsplit + sp)[:, None] * HD + d[None, :], mask=live[:, None], other=0.0)
         tl.store(y + row * HD + d, (tl.sum(acc * w[:, None], 0) / tl.sum(l * w, 0)).to(y.dtype.element_ty))
