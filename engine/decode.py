@@ -8,7 +8,8 @@ and check their trees in Python on every call, which cost ~0.6 ms per token at b
 One compile per model load. Inductor compiles one decoder layer, which every layer of the model runs, and the
 head, with the batch, the KV-cache length and the attention view as symbolic sizes: a conversation that grows
 or a batch of another size only captures a new CUDA graph (milliseconds), never a new compile. That is four
-graphs in all (one row or several, with or without gathered LoRA slots; a size of 1 is a graph of its own).
+graphs of the layer (one row or several, with or without gathered LoRA slots; a size of 1 is a graph of its
+own) and two of the head.
 Sampling (a sort, a cumsum and an exponential race over 128K-152K logits) runs eagerly inside the captured
 graph: Inductor cannot compile those reductions at real vocabulary sizes ("NYI TritonSplitDimKernel
 reductions"), and as library kernels they take microseconds.
@@ -107,7 +108,7 @@ class Decoder:
 
     # ---- compiling ------------------------------------------------------------------------------
     def compile(self, model, gathered=(), wait: bool = True, progress=None):
-        """Compile the layer and head for `model` in a background thread (all four graphs); `wait` joins it.
+        """Compile the layer and head for `model` in a background thread (all six graphs); `wait` joins it.
         gathered: the layer's modules (qkv_proj, ...) that carry LoRA slots in the gathered strategy (the
         bank's targets; another set compiles once more when it is first used). progress(done, total) is
         called from that thread."""
