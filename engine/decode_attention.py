@@ -51,14 +51,17 @@ if triton is not None:
             mask.stride(0), G=g, GP=max(16, triton.next_power_of_2(g)), HD=hd, BLOCK=BLOCK,
             num_warps=4, num_stages=2)
         y = torch.empty(B, nh, 1, hd, dtype=q.dtype, device=q.device)
-        _merge[(B * nh,)](o, ml, y, nsplit, HD=hd, NP=triton.next_power_of_2(nsplit), num_warps=4)
+        _merge[(B * nh,)](o, ml, y, nsplit, HD=hd, NP=NSPLIT, num_warps=4)
         return y
 
     @_decode.register_fake
     def _(q, k, v, mask):
         return q.new_empty(q.shape)
 
-    @triton.jit
+    # Lengths are not specialised on (Triton would compile a kernel per view length, range count or mask stride
+    # that is or is not a multiple of 16): one compile per model serves every view a conversation reaches.
+    # split_len is always whole blocks, so its specialisation never changes.
+    @triton.jit(do_not_specialize=["S", "nsplit", "smb"])
     def _partials(q, k, v, mask, o, ml, S, split_len, nsplit, n_kv, scale,
                   sqb, sqh, skb, skh, sks, svb, svh, svs, smb,
                   G: tl.constexpr, GP: tl.constexpr, HD: tl.constexpr, BLOCK: tl.constexpr):
@@ -92,10 +95,10 @@ if triton is not None:
         tl.store(ml + row * 2, m_i, mask=heads)
         tl.store(ml + row * 2 + 1, l_i, mask=heads)
 
-    @triton.jit
+    @triton.jit(do_not_specialize=["nsplit"])
     def _merge(o, ml, y, nsplit, HD: tl.constexpr, NP: tl.constexpr):
-        # one program per (row, query head): its nsplit partial results (NP: nsplit up to a power of two),
-        # weighted by exp(their max - the max)
+        # one program per (row, query head): its nsplit partial results (in NP = NSPLIT lanes, those past nsplit
+        # masked: a loop over the ranges instead took 3 us more at 64 of them), weighted by exp(their max - the max)
         row = tl.program_id(0)                                    # b * nh + query head
         sp, d = tl.arange(0, NP), tl.arange(0, HD)
         live = sp < nsplit
