@@ -10,9 +10,9 @@ head, with the batch, the KV-cache length and the attention view as symbolic siz
 or a batch of another size only captures a new CUDA graph (milliseconds), never a new compile. That is four
 graphs of the layer (one row or several, with or without gathered LoRA slots; a size of 1 is a graph of its
 own) and two of the head.
-Sampling (a sort, a cumsum and an exponential race over 128K-152K logits) runs eagerly inside the captured
-graph: Inductor cannot compile those reductions at real vocabulary sizes ("NYI TritonSplitDimKernel
-reductions"), and as library kernels they take microseconds.
+Sampling (a sort, a cumsum and an exponential race over 128K-152K logits; the argmax a Triton kernel on CUDA,
+engine/argmax.py) runs eagerly inside the captured graph: Inductor cannot compile those reductions at real
+vocabulary sizes ("NYI TritonSplitDimKernel reductions"), and as library kernels they take microseconds.
 
 Cold start: `Decoder.compile` builds those graphs in a background thread, on a scratch copy of one layer (the
 live model's weights and LoRA slots change under the engine thread). Until it is done the step is captured
@@ -47,14 +47,18 @@ def prefill(model, ids, start: int, pad, seen, params, greedy: bool):
     return sample(logits, seen, params, greedy)
 
 
-def layer_step(layer, x, cos, sin, mask, input_pos, k, v):
-    # x: (B, 1, dim); cos, sin: (B, 1, hd); mask: (B, 1, 1, S); k, v: (B, nkv, S_alloc, hd) -> (B, 1, dim)
-    return layer(x, cos, sin, mask, input_pos, (k, v))
+def layer_step(layer, xr, cos, sin, mask, input_pos, k, v):
+    # xr: the residual stream x and the previous layer's MLP output r, each (B, 1, dim); cos, sin: (B, 1, hd);
+    # mask: (B, 1, 1, S); k, v: (B, nkv, S_alloc, hd) -> (h, m) for the next layer, each (B, 1, dim).
+    # x + r is added here, inside this layer's first norm kernel: added at the end of the previous layer it was
+    # a kernel of its own after the MLP's matmul, 32 more launches per token at the 8B shape.
+    x, r = xr
+    return layer.halves(x + r, cos, sin, mask, input_pos, (k, v))
 
 
-def head_step(norm, lm_head, x):
-    # x: (B, 1, dim) -> logits (B, 1, V) float32
-    return lm_head(norm(x)).float()
+def head_step(norm, lm_head, xr):
+    # xr: the last layer's (h, m), each (B, 1, dim) -> logits (B, 1, V) float32
+    return lm_head(norm(xr[0] + xr[1])).float()
 
 
 @dataclass
@@ -74,8 +78,8 @@ def _advance(fns, model, st: _State, view: int, greedy: bool):
     x = embed(st.tok.to(embed.weight.device))                                    # (B, 1, dim)
     cos, sin = model.rope_at(st.pos[None, :] - st.pad[:, None])                 # (B, 1, hd)
     mask = model.attention_mask(st.pos, view, st.pad)                           # (B, 1, 1, view)
-    x = model.run_layers(x, cos, sin, mask, st.pos, layer_fn)
-    logits = head_fn(model.model.norm, model.lm_head, x)[:, -1]                 # (B, V)
+    xr = model.run_layers((x, torch.zeros_like(x)), cos, sin, mask, st.pos, layer_fn)
+    logits = head_fn(model.model.norm, model.lm_head, xr)[:, -1]                # (B, V)
     st.tok.copy_(sample(logits, st.seen, st.params, greedy)[:, None])
     st.pos.add_(1)
     if st.seen is not None:
@@ -135,8 +139,9 @@ class Decoder:
                         mask = torch.ones(rows, 1, 1, VIEW_MIN, dtype=torch.bool, device=dev)
                         k, v = (torch.zeros(rows, a.n_kv_heads, VIEW_MIN + 1, a.head_dim, dtype=dtype, device=dev)
                                 for _ in range(2))
-                        x = fns[0](scratch, x, cos, sin, mask, torch.zeros(1, dtype=torch.long, device=dev), k, v)
-                        fns[1](model.model.norm, model.lm_head, x.to(model.device))
+                        pos = torch.zeros(1, dtype=torch.long, device=dev)
+                        xr = fns[0](scratch, (x, torch.zeros_like(x)), cos, sin, mask, pos, k, v)
+                        fns[1](model.model.norm, model.lm_head, tuple(t.to(model.device) for t in xr))
                         if progress is not None:
                             progress(i + 1, len(variants))
                     if stream is not None:
@@ -239,13 +244,13 @@ def _compiled_fns():
     layer_c = torch.compile(layer_step, fullgraph=True)
     head_c = torch.compile(head_step, fullgraph=True)
 
-    def layer_fn(layer, x, cos, sin, mask, input_pos, k, v):
-        _dynamic((x, 0), (cos, 0), (sin, 0), (mask, 0), (mask, 3), (k, 0), (k, 2), (v, 0), (v, 2))
-        return layer_c(layer, x, cos, sin, mask, input_pos, k, v)
+    def layer_fn(layer, xr, cos, sin, mask, input_pos, k, v):
+        _dynamic((xr[0], 0), (xr[1], 0), (cos, 0), (sin, 0), (mask, 0), (mask, 3), (k, 0), (k, 2), (v, 0), (v, 2))
+        return layer_c(layer, xr, cos, sin, mask, input_pos, k, v)
 
-    def head_fn(norm, lm_head, x):
-        _dynamic((x, 0))
-        return head_c(norm, lm_head, x)
+    def head_fn(norm, lm_head, xr):
+        _dynamic((xr[0], 0), (xr[1], 0))
+        return head_c(norm, lm_head, xr)
 
     return layer_fn, head_fn
 

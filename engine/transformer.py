@@ -188,8 +188,14 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(args.dim, args.norm_eps)
 
     def forward(self, x, cos, sin, mask, input_pos, cache):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, input_pos, cache)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        h, m = self.halves(x, cos, sin, mask, input_pos, cache)
+        return h + m
+
+    def halves(self, x, cos, sin, mask, input_pos, cache):
+        """-> (h, m): the residual stream after attention and the MLP's output, not yet added (the decode step
+        adds them in the next layer, see decode.layer_step)."""
+        h = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, input_pos, cache)
+        return h, self.mlp(self.post_attention_layernorm(h))
 
 
 class Backbone(nn.Module):
@@ -279,12 +285,13 @@ class Transformer(nn.Module):
 
     def run_layers(self, x, cos, sin, mask, input_pos, layer_fn=None):
         """x: (B, T, dim) through every layer; layer_fn(layer, x, cos, sin, mask, input_pos, k, v) replaces the
-        plain call (the decode step passes its compiled one)."""
-        B = x.shape[0]
+        plain call (the decode step passes its compiled one, whose x is a pair of tensors: decode.layer_step)."""
+        B = cos.shape[0]
         for layer, (k, v) in zip(self.model.layers, self.caches):
             dev = layer.input_layernorm.weight.device
-            if dev != x.device:  # a model split across GPUs: hand the activations to the next one
-                x, cos, sin, input_pos = (t.to(dev) for t in (x, cos, sin, input_pos))
+            if dev != input_pos.device:  # a model split across GPUs: hand the activations to the next one
+                x = tuple(t.to(dev) for t in x) if isinstance(x, tuple) else x.to(dev)
+                cos, sin, input_pos = (t.to(dev) for t in (cos, sin, input_pos))
                 mask = mask if isinstance(mask, int) else mask.to(dev)
             if layer_fn is None:
                 x = layer(x, cos, sin, mask, input_pos, (k[:B], v[:B]))
