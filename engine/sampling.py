@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .argmax import argmax
+
 
 @dataclass(frozen=True)
 class Sampling:
@@ -35,13 +37,15 @@ def sample(logits, seen, params, greedy: bool):
     if seen is not None:
         logits = penalize(logits, seen, params[3])
     if greedy:
-        return logits.argmax(-1)
+        return argmax(logits)
     temperature, top_k, top_p = params[0], params[1], params[2]
     sorted_logits, order = (logits / temperature).sort(-1, descending=True)          # [B, V]
-    probs = sorted_logits.softmax(-1)
-    rank = torch.arange(probs.shape[-1], device=probs.device)
-    keep = (rank < torch.where(top_k > 0, top_k, probs.shape[-1])) & (probs.cumsum(-1) - probs < top_p)
-    probs = probs * keep
+    # unnormalised probabilities (the largest 1), and their running sum whose last entry is the total: the same
+    # kept set as a softmax's cumsum without its pass (torch's softmax over one 128K row took 33 us on an H200)
+    e = (sorted_logits - sorted_logits[:, :1]).exp()
+    cum = e.cumsum(-1)
+    rank = torch.arange(e.shape[-1], device=e.device)
+    keep = (rank < torch.where(top_k > 0, top_k, e.shape[-1])) & (cum - e < top_p * cum[:, -1:])
     # exponential race: argmax(p / q), q ~ Exp(1), draws from p without torch.multinomial's sync
-    choice = (probs / torch.empty_like(probs).exponential_(1)).argmax(-1, keepdim=True)
-    return order.gather(-1, choice).squeeze(-1)
+    choice = argmax(e * keep / torch.empty_like(e).exponential_(1))
+    return order.gather(-1, choice[:, None]).squeeze(-1)
