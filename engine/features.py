@@ -135,8 +135,7 @@ class Featurizer:
         """Hashes of one view -> (unique buckets, sublinear-tf weights with L2 norm `norm`)."""
         if hashes.size == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        idx, counts = np.unique((hashes % self._buckets).astype(np.int32), return_counts=True)  # int32 sorts faster
-        idx = idx.astype(np.int64)
+        idx, counts = np.unique((hashes % self._buckets).astype(np.int64), return_counts=True)
         w = 1.0 + np.log(counts, dtype=np.float32)
         w *= norm / np.sqrt(np.dot(w, w))
         return idx, w
