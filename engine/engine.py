@@ -188,7 +188,7 @@ class Engine:
                    for c in conversations]
         streams = [_Stream(self, c, p, g.stop, g.routing_context) for c, (p, _) in zip(conversations, prompts)]
         try:
-            yield from self._generate(prompts, streams, g, *self._router_fn(route, g, mix), mix, t_start)
+            yield from self._generate(prompts, streams, g, self._router_fn(route, g), mix, t_start)
         except torch.cuda.OutOfMemoryError as e:
             # free what this reply allocated; the engine stays usable with a shorter context or a smaller batch
             self.model.drop_caches()
@@ -202,7 +202,7 @@ class Engine:
                 yield DoneEvent(row=i, stats={**self._stats(s, prompts[i], 0, 0.0, 0.0, t_start),
                                               "stop_reason": "error", "error": error})
 
-    def _generate(self, prompts, streams, g: GenerationSettings, pick, ahead, mix, t_start):
+    def _generate(self, prompts, streams, g: GenerationSettings, pick, mix, t_start):
         rows, longest = len(prompts), max(len(ids) for ids, _ in prompts)
         sampling = Sampling(g.temperature, g.top_k, g.sample_top_p, g.repetition_penalty)
         dev = self.device
@@ -233,18 +233,15 @@ class Engine:
         fed = []  # row 0's tokens whose KV the decode steps wrote after the prompt
         t_decode = time.perf_counter()
         self.decoder.begin(nxt, longest, pad, seen, params)
-        # while a step runs on the GPU the host hands out the last token's events and brings the router's window
-        # up to the reply so far: a sentence end then keeps the GPU waiting only for the routing of its last token
-        catch_up = rows == 1 and ahead is not None and dev.type == "cuda"
         for n in range(1, g.max_new_tokens + 1):
-            rerouted, events = False, []
+            rerouted = False
             for i, s in enumerate(streams):
                 if s.done:
                     continue
                 if tokens[i] in self.eos_ids and not g.ignore_eos:
                     s.finish("eos")
                 else:
-                    events += s.push(tokens[i], i)
+                    yield from s.push(tokens[i], i)
                     if s.done:
                         continue
                     if n == g.max_new_tokens:
@@ -253,10 +250,9 @@ class Engine:
                         s.finish("cancel")
                     elif s.sentence_ended:
                         mixes[i] = self._route_row(i, s, pick, mix)
-                        events.append(s.routing[-1])
+                        yield s.routing[-1]
                         rerouted = True
             if all(s.done for s in streams):
-                yield from events
                 break
             if rerouted:
                 t_switch = time.perf_counter()
@@ -264,11 +260,7 @@ class Engine:
                 for s in streams:
                     s.switch_ms += (time.perf_counter() - t_switch) * 1000 / rows
             fed.append(tokens[0])
-            self.decoder.launch(self.model, sampling.greedy, self.bank.graph_key())
-            yield from events
-            if catch_up:
-                ahead(streams[0].context())
-            tokens = self.decoder.read()
+            tokens = self.decoder.step(self.model, sampling.greedy, self.bank.graph_key())
         elapsed = time.perf_counter() - t_decode
         if rows == 1:
             self._cached, self._cached_prompt, self._cached_key = prompts[0][0] + fed, len(prompts[0][0]), self._kv_key()
@@ -330,15 +322,15 @@ class Engine:
                         "fits in GPU memory")
         return slots
 
-    def _router_fn(self, route, g: GenerationSettings, mix):
-        """-> (pick(context, sentence) -> a mix, or None; ahead(context): the router's prepare, or None)."""
-        if route is not None or self.router is None or mix is not None:
-            return route, None
+    def _router_fn(self, route, g: GenerationSettings):
+        if route is not None:
+            return route
+        if self.router is None:
+            return None
         gone = self._excluded | (set(self.router.adapters) - set(self.adapters))  # removed since it was trained
-        return (lambda context, _sentence: self.router.route(context, top_p=g.top_p, max_adapters=g.max_adapters,
-                                                             pinned=[p for p in g.pinned if p not in gone],
-                                                             muted=set(g.muted) | gone, enabled=g.enabled),
-                self.router.prepare)
+        return lambda context, _sentence: self.router.route(context, top_p=g.top_p, max_adapters=g.max_adapters,
+                                                            pinned=[p for p in g.pinned if p not in gone],
+                                                            muted=set(g.muted) | gone, enabled=g.enabled)
 
     def _route_row(self, row, stream, pick, fixed):
         t = time.perf_counter()

@@ -23,9 +23,6 @@ class FixedRouter:
     def __init__(self):
         self.calls = 0
 
-    def prepare(self, context):  # the real router's window catches up here; this one reads nothing
-        pass
-
     def route(self, context, **_settings):
         sentence, self.calls = self.calls, self.calls + 1
         probs = {"alpha": 0.6, "beta": 0.3, "gamma": 0.1} if sentence % 2 == 0 else {"alpha": 0.1, "beta": 0.2,
