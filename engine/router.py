@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import json
 import math
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,7 +33,7 @@ from torch import nn
 from engine.atomic import write_bytes
 from engine.errors import RouterError
 from engine.events import BASE, RoutingEvent
-from engine.features import WORD_SHARE, Featurizer, Window, is_count
+from engine.features import Featurizer, is_count
 from engine.general_chat import general_chat
 from engine.topp import top_p_select
 
@@ -73,11 +72,7 @@ class RouterNet(nn.Module):
 
     def features(self, idx, offsets, weights):
         """idx, weights: [K] (all samples' n-grams back to back); offsets: [B] -> hidden features [B, hidden]."""
-        return self.hidden(self.embed(idx, offsets, per_sample_weights=weights))
-
-    def hidden(self, e):
-        """The first layer's weighted sums of n-gram embeddings e [B, dim] -> hidden features [B, hidden]."""
-        h = F.gelu(e + self.embed_bias)      # [B, dim]
+        h = F.gelu(self.embed(idx, offsets, per_sample_weights=weights) + self.embed_bias)  # [B, dim]
         h = F.gelu(self.fc1(self.drop(h)))   # [B, hidden]
         h = F.gelu(self.fc2(self.drop(h)))   # [B, hidden]
         return self.drop(h)
@@ -119,8 +114,6 @@ class Router:
         self._index = {a: i for i, a in enumerate(self._labels)}
         self.report = report
         self._offset0 = torch.zeros(1, dtype=torch.int64)
-        self._sums = None  # _WindowSums of the last text routed, made at the first
-        self._lock = threading.Lock()  # one text at a time through it
 
     @property
     def adapters(self):
@@ -134,32 +127,13 @@ class Router:
     # ------------------------------------------------------------------ inference
     def probs(self, context):
         """Probabilities of the labels for `context`, a text or parts [(text, weight)] (each read to its last
-        `max_words` words): float32 [L]. A single text goes through the window (_WindowSums): a chat's contexts
-        differ by a sentence from one call to the next, so only the n-grams that changed are hashed and summed."""
+        `max_words` words): float32 [L]."""
+        idx, w = self.featurizer(context)
         # one thread: a sample is microseconds of work, and torch's pool cost more to wake than it saved (in a chat
         # on an H200 host with 16 threads: 2-12 ms per route; with one, 1.5-3 ms)
         with torch.inference_mode(), _threads(1):
-            e = self._window(context)
-            if e is not None:
-                logits = self.net.head(self.net.hidden(torch.from_numpy(e)[None]))  # [1, L]
-            else:
-                idx, w = self.featurizer(context)
-                logits = self.net(torch.from_numpy(idx), self._offset0, torch.from_numpy(w))
+            logits = self.net(torch.from_numpy(idx), self._offset0, torch.from_numpy(w))  # [1, L]
             return torch.softmax(logits[0], 0).numpy()
-
-    def prepare(self, context):
-        """Bring the window up to `context` now (the engine calls it while the GPU runs a step), so that the next
-        probs() of a context grown from it hashes only what was added since."""
-        self._window(context)
-
-    def _window(self, context):
-        """The first layer's sums for a single-text context through the window (float32 [dim]), else None."""
-        text = _single_text(context)
-        if text is None or self.featurizer.tokenizer_dir is not None:
-            return None
-        with self._lock:
-            self._sums = self._sums or _WindowSums(self.featurizer)
-            return self._sums(text, self.net.embed.weight.detach().numpy())
 
     def route(self, context, top_p=0.8, max_adapters=None, pinned=(), muted=(), enabled=None):
         """Pick the mix for the next sentence by top-p over the adapters and BASE (the base model; `max_adapters`
@@ -287,51 +261,6 @@ class Router:
             net = RouterNet(featurizer.buckets, classes, dim, hidden)
         net.load_state_dict(state, assign=True)
         return cls(net, featurizer, names, meta.get("report", {}), base)
-
-
-def _single_text(context):
-    """The one text a context is featurized as (a text, or parts of which at most one has weight), else None."""
-    if isinstance(context, str):
-        return context
-    parts = [text for text, weight in context if weight > 0]
-    return parts[0] if len(parts) == 1 else "" if not parts else None
-
-
-class _WindowSums:
-    """The router's first layer for one text kept up to date with Window's counts: per view (word, char) the sum
-    over buckets of tf(c) * E[bucket] and of tf(c)**2, tf(c) = 1 + ln c (0 for c = 0), in float64. Scaled by
-    each view's share over the root of its squares, that is the EmbeddingBag of featurizing the text afresh
-    (equal to float32 rounding)."""
-
-    SHARES = np.sqrt([WORD_SHARE, 1.0 - WORD_SHARE])
-
-    def __init__(self, featurizer):
-        self.window = Window(featurizer)
-        self.sums = None       # [2, dim] float64
-        self.squares = np.zeros(2)
-        self.nonzero = np.zeros(2, np.int64)   # buckets with a count, per view
-
-    def __call__(self, text, table):  # table: the embedding float32 [buckets, dim] -> e float32 [dim]
-        reset, buckets, old, new = self.window.update(text)
-        if reset or self.sums is None:
-            self.sums, self.squares[:], self.nonzero[:] = np.zeros((2, table.shape[1])), 0, 0
-        before, after = _tf(old), _tf(new)
-        change, squares = after - before, after * after - before * before
-        nonzero = (new > 0).astype(np.int64) - (old > 0)
-        rows = table[buckets % len(table)]               # [D, dim]
-        m = np.searchsorted(buckets, len(table))          # buckets are sorted: the word view's come first
-        for v, part in enumerate((slice(0, m), slice(m, None))):
-            self.sums[v] += change[part] @ rows[part]
-            self.squares[v] += squares[part].sum()
-            self.nonzero[v] += nonzero[part].sum()
-        scale = np.where(self.nonzero > 0, self.SHARES / np.sqrt(np.maximum(self.squares, 1.0)), 0.0)  # [2]
-        return (scale @ self.sums).astype(np.float32)
-
-
-def _tf(counts):
-    """Sublinear term frequency of bucket counts (as Featurizer._weigh): 1 + ln c, 0 where c = 0."""
-    c = counts.astype(np.float64)
-    return np.where(c > 0, 1.0 + np.log(np.maximum(c, 1.0)), 0.0)
 
 
 def read_sidecar(path) -> dict:

@@ -1,8 +1,6 @@
 """Router: featurizer, training, head-only / full retrain, files, routing rules, and the `switchboard router` CLI."""
 import json
-import math
 import os
-import random
 import re
 import subprocess
 import sys
@@ -16,7 +14,7 @@ from app.commands import router as router_cmd
 from app.commands.options import Parser
 from engine.errors import RouterError
 from engine.events import BASE
-from engine.features import WORD_SHARE, Featurizer, Window
+from engine.features import Featurizer
 from engine.general_chat import general_chat
 from engine.router import MIN_BASE_EXAMPLES, Router, RouterNet, _settings_sha256, param_count, sidecar_path
 
@@ -73,77 +71,6 @@ def test_featurizer_parts_are_a_weighted_sum_of_unit_norm():
         np.add.at(dense, ti, weight * tw)
     assert np.allclose(dense[i] / np.linalg.norm(dense), w, atol=1e-6)  # the parts' weighted sum, renormalised
     assert f([("", 0.0)])[0].size >= 1  # nothing of weight: featurized as empty text
-
-
-def _as_featurized(counts, buckets):
-    """A Window's counts as the featurizer's (indices, weights)."""
-    idx, weights = [], []
-    for view, share in ((counts[:buckets], WORD_SHARE), (counts[buckets:], 1.0 - WORD_SHARE)):
-        i = np.flatnonzero(view)
-        w = 1.0 + np.log(view[i], dtype=np.float32)
-        if len(w):
-            w *= math.sqrt(share) / np.sqrt(np.dot(w, w))
-        idx.append(i)
-        weights.append(w)
-    return np.concatenate(idx), np.concatenate(weights)
-
-
-def _edits(rng, steps):
-    """Texts as a chat makes them and worse: tokens and words appended, cut back, replaced."""
-    vocab = ["the", "cat", "Sat", "on", "a", "mat.", "x", "3.14", "don't", "日本語", "¶", "ok!", "\n", "hel", "lo", "  "]
-    text = ""
-    for _ in range(steps):
-        r = rng.random()
-        if r < 0.8:
-            text += rng.choice(["", " "]) + "".join(rng.choice(vocab) for _ in range(rng.randint(1, 4)))
-        elif r < 0.9:
-            text = text[:rng.randint(0, len(text))]
-        else:
-            text = " ".join(rng.choice(vocab) for _ in range(rng.randint(0, 40)))
-        yield text
-
-
-@pytest.mark.parametrize("max_words,grams", [(12, (2, 5)), (256, (2, 5)), (20, (1, 3)), (40, (1, 1))])
-def test_window_counts_equal_featurizing_afresh(max_words, grams):
-    f = Featurizer(buckets=1 << 10, max_words=max_words, char_ngrams=grams)
-    rng, kept = random.Random(max_words), 0
-    for _ in range(15):
-        window = Window(f)
-        for text in _edits(rng, 50):
-            before = window.counts.copy()
-            reset, buckets, old, new = window.update(text)
-            i, w = f(text)
-            got_i, got_w = _as_featurized(window.counts, f.buckets)
-            assert np.array_equal(got_i, i) and np.allclose(got_w, w, rtol=1e-6, atol=0), repr(text)
-            if reset:  # counted from zero: every bucket with a count is reported, from 0
-                before[:] = 0
-            assert np.array_equal(np.flatnonzero(before != window.counts), buckets)  # what changed, exactly
-            assert np.array_equal(before[buckets], old) and np.array_equal(window.counts[buckets], new)
-            kept += not reset
-    assert kept > 75  # the counts were updated, not started again, in a good share of the 750 updates
-
-
-def test_probs_through_the_window_equal_the_embedding_bag(router, data):
-    """Contexts of a growing reply (the window catching up between sentence ends, as the engine has it do while
-    the GPU runs) route as featurizing each afresh does."""
-    def afresh(context):
-        i, w = router.featurizer(context)
-        with torch.inference_mode():
-            return torch.softmax(router.net(torch.from_numpy(i), torch.zeros(1, dtype=torch.int64),
-                                            torch.from_numpy(w))[0], 0).numpy()
-    rng = random.Random(0)
-    words = " ".join(p for ps in data[1].values() for p in ps).split()
-    user = " ".join(rng.choice(words) for _ in range(300))
-    reply = ""
-    for sentence in range(40):
-        for _ in range(rng.randint(2, 12)):
-            reply += " " + rng.choice(words)
-            router.prepare([(user + "\n" + reply, 1.0)])
-        reply += "."
-        context = [(user + "\n" + reply, 1.0)]
-        assert np.allclose(router.probs(context), afresh(context), atol=1e-6)
-    parts = [("reverse the word cat", 0.3), (user, 1.0)]  # two parts of weight: featurized afresh
-    assert np.allclose(router.probs(parts), afresh(parts), atol=1e-6)
 
 
 def test_parameter_budget_and_layers():
