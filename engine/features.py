@@ -7,8 +7,6 @@ salted hash()), so a saved router featurizes exactly as it did when trained.
 Weights: sublinear term frequency (1 + log tf) per view, each view L2-normalised, then scaled by sqrt(1/2)
 so a sample's whole feature vector has unit norm. A context given as parts [(text, weight), ...] (engine/context.py:
 earlier turns down-weighted) is the weighted sum of its parts' vectors, scaled back to unit norm.
-Window keeps one text's bucket counts up to date from the n-grams that changed since the last text it saw (the
-router's context in a chat grows by a sentence at a time): what engine/router.py's probs reads.
 """
 import math
 import re
@@ -31,15 +29,7 @@ WORD_SHARE = 0.5  # share of a sample's squared feature norm given to the word v
 
 def _mix(h, salt):
     """Avalanche uint64 hashes (murmur3 finaliser) so that `% buckets` spreads them evenly. h: uint64 [K]."""
-    return _fmix(_salted(h, salt))
-
-
-def _salted(h, salt):
-    return h ^ np.uint64(salt * 0x9E3779B97F4A7C15 % 2**64)
-
-
-def _fmix(h):
-    """The murmur3 finaliser, in place on h (a fresh array)."""
+    h = h ^ np.uint64(salt * 0x9E3779B97F4A7C15 % 2**64)
     h ^= h >> _S33
     h *= _M1
     h ^= h >> _S33
@@ -123,25 +113,23 @@ class Featurizer:
     def _text(self, text):
         s = self.tail(text)
         if self._encode is None:
-            tok = _tokens(s)
+            tok = np.fromiter((zlib.crc32(w.encode()) for w in _WORD_RE.findall(s)), np.uint64)
         else:
             tok = np.asarray(self._encode(s), dtype=np.uint64)
-        word = np.concatenate([_mix(tok, 1), _mix(_pair(tok), 2)])
-        char = np.concatenate([_mix(h, 10 + n) for n, h in self.char_grams(_code_points(" " + s + " ")).items()])
-        idx_w, w_w = self._weigh(word, math.sqrt(WORD_SHARE))
-        idx_c, w_c = self._weigh(char, math.sqrt(1.0 - WORD_SHARE))
-        return np.concatenate([idx_w, idx_c]), np.concatenate([w_w, w_c])
+        word = np.concatenate([_mix(tok, 1), _mix(tok[:-1] * _P + tok[1:], 2)])
 
-    def char_grams(self, cp):
-        """Code points uint64 [T] -> {n: polynomial hashes uint64 [T - n + 1] of the n-grams starting at 0, 1, ...}
-        (bucketed as _mix(h, 10 + n))."""
+        cp = np.frombuffer((" " + s + " ").encode("utf-32-le"), np.uint32).astype(np.uint64)  # code points
         lo, hi = self.char_ngrams
-        h, grams = cp, ({1: cp} if lo <= 1 else {})
+        h, grams = cp, ([_mix(cp, 11)] if lo <= 1 else [])
         for n in range(2, hi + 1):  # h[i] = hash of the n-gram starting at i (wraps mod 2**64)
             h = h[:-1] * _P + cp[n - 1:]
             if n >= lo:
-                grams[n] = h
-        return grams
+                grams.append(_mix(h, 10 + n))
+        char = np.concatenate(grams) if grams else cp[:0]
+
+        idx_w, w_w = self._weigh(word, math.sqrt(WORD_SHARE))
+        idx_c, w_c = self._weigh(char, math.sqrt(1.0 - WORD_SHARE))
+        return np.concatenate([idx_w, idx_c]), np.concatenate([w_w, w_c])
 
     def _weigh(self, hashes, norm):
         """Hashes of one view -> (unique buckets, sublinear-tf weights with L2 norm `norm`)."""
@@ -158,102 +146,6 @@ class Featurizer:
         sizes = np.array([len(i) for i, _ in feats], np.int64)
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         return (np.concatenate([i for i, _ in feats]), offsets, np.concatenate([w for _, w in feats]))
-
-
-def _tokens(s):
-    """Word tokens of a tail -> their crc32 hashes, uint64 [T]."""
-    return np.fromiter((zlib.crc32(w.encode()) for w in _WORD_RE.findall(s)), np.uint64)
-
-
-def _code_points(s):
-    return np.frombuffer(s.encode("utf-32-le"), np.uint32).astype(np.uint64)
-
-
-_ALIGN = 64  # characters of a new tail looked up in the old one
-
-
-class Window:
-    """The bucket counts of one text's n-grams (the hash view), kept up to date while the text changes little
-    between calls: a reply growing sentence by sentence with the `max_words` window sliding over it. Only the
-    n-grams that touch the words which left or entered the window are hashed; the counts are those of
-    featurizing the text afresh.
-
-    update(text) -> (reset, buckets int64 [D], old counts [D], new counts [D]): the buckets whose counts changed,
-    word view in [0, buckets), character view in [buckets, 2 * buckets); reset when the counts were started
-    again from zero (the text shares too little with the last one)."""
-
-    def __init__(self, featurizer: Featurizer):
-        assert featurizer.tokenizer_dir is None, "the tokenizer view featurizes the whole text"
-        self.f = featurizer
-        self.padded = ""                      # " " + tail + " " (what the character n-grams run over); none yet
-        self.tokens = np.zeros(0, np.uint64)  # the tail's word-token hashes [T]
-        self.starts = np.zeros(1, np.int64)   # where each word's tokens start in them, and T [W + 1]
-        self.counts = np.zeros(2 * featurizer.buckets, np.int32)
-
-    def update(self, text):
-        f, hi = self.f, self.f.char_ngrams[1]
-        old, padded = self.padded, " " + f.tail(text) + " "
-        if padded == old:
-            return False, np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32)
-        # the new tail's first characters in the old one, at a word start; the words alike from there: the block
-        x = old.find(padded[:_ALIGN]) if len(padded) > _ALIGN else -1
-        e = padded.rfind(" ", 0, _common_prefix(old[x:], padded)) if x >= 0 else -1  # the block's last space
-        reset = e <= 0 or e + 1 < hi
-        t = self.tokens
-        if reset:
-            self.counts[:] = 0
-            t, i0, k, j0, q, block, x, gone = t[:0], 0, 0, 0, 0, 0, 0, ("", "")
-        else:
-            i0, k, block = old.count(" ", 1, x + 1), padded.count(" ", 0, e), e + 1
-            j0, q = int(self.starts[i0]), int(self.starts[i0 + k] - self.starts[i0])
-            gone = (old[:x + hi - 1], old[x + block - hi + 1:])  # what holds the n-grams starting before the block
-            # and those ending after it
-        rest = padded[block - hi + 1:] if k else padded  # the new n-grams: those ending after the block
-        new_words = padded[block:-1] if k else padded[1:-1]
-        words = new_words.split(" ") if new_words else []
-        self.tokens = np.concatenate([t[j0:j0 + q], _tokens(new_words)])
-        self.starts = np.concatenate([self.starts[i0:i0 + k] - j0, q + np.cumsum(
-            [0] + [len(_WORD_RE.findall(w)) for w in words])]).astype(np.int64)
-        self.padded = padded
-
-        # (hashes, sign, view) of the n-grams that left (-1) and entered (+1)
-        pieces = [(_salted(np.concatenate([t[:j0], t[j0 + q:]]), 1), -1, 0),
-                  (_salted(np.concatenate([_pair(t[:j0 + 1]), _pair(t[j0 + q - 1:])]), 2), -1, 0),
-                  (_salted(self.tokens[q:], 1), 1, 0), (_salted(_pair(self.tokens[max(q - 1, 0):]), 2), 1, 0)]
-        a, b = len(gone[0]), len(gone[0]) + len(gone[1])  # the three texts' starts in one array of code points
-        for n, h in f.char_grams(_code_points(gone[0] + gone[1] + rest)).items():
-            h = _salted(h, 10 + n)  # n-grams wholly inside one of the texts, and not inside the block:
-            if k:
-                pieces += [(h[:x], -1, 1), (h[a + hi - n:b - n + 1], -1, 1)]
-            pieces.append((h[b + (hi - n if k else 0):], 1, 1))
-        sizes = [len(h) for h, _, _ in pieces]
-        buckets = (_fmix(np.concatenate([h for h, _, _ in pieces])) % f._buckets).astype(np.int64)
-        buckets += np.repeat([view * f.buckets for _, _, view in pieces], sizes)
-        u, inverse = np.unique(buckets, return_inverse=True)
-        d = np.bincount(inverse, weights=np.repeat([sign for _, sign, _ in pieces], sizes), minlength=len(u))
-        u, d = u[d != 0], d[d != 0].astype(np.int32)
-        before = self.counts[u]
-        self.counts[u] = before + d
-        return reset, u, before, before + d
-
-
-def _common_prefix(a: str, b: str) -> int:
-    """Length of the longest common prefix of a and b (slice comparisons, log-many)."""
-    lo, hi = 0, min(len(a), len(b))
-    if a[:hi] == b[:hi]:
-        return hi
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if a[:mid] == b[:mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-def _pair(t):
-    """Word-bigram hashes of consecutive token hashes t [T] -> [T - 1]."""
-    return t[:-1] * _P + t[1:]
 
 
 def _load_tokenizer(folder):
