@@ -184,16 +184,23 @@ class Decoder:
     def step(self, model, greedy: bool, variant=()) -> list[int]:
         """One token for every row -> the new tokens on the host. `variant` names what else a captured
         graph depends on (the adapter bank's gathered slot buffers); the model's caches are checked here."""
+        self.launch(model, greedy, variant)
+        return self.read()
+
+    def launch(self, model, greedy: bool, variant=()):
+        """step() up to its read: on a GPU the step is queued and the host is free until read()."""
         st = self._state
         view = attention_view(self._pos + 1, model.cache_shape[1])
         self._pos += 1
         if not self.graphs:
             _advance(self.fns, model, st, view, greedy)
-            return st.tok.view(-1).tolist()
+            return
         key = self._key(model, st, view, greedy, variant)
         graph = self._captured.get(key) or self._capture(model, st, view, greedy, key)
         graph.replay()
-        return st.tok.view(-1).tolist()  # the one device-to-host transfer per step
+
+    def read(self) -> list[int]:
+        return self._state.tok.view(-1).tolist()  # the one device-to-host transfer per step
 
     def capture_views(self, model, variant=(), greedy=(True, False)):
         """Capture now, for the current batch, the graphs of every attention view the caches allow (warm-up:

@@ -120,9 +120,9 @@ def test_growing_conversation_and_other_batch_sizes_through_one_decoder(model_di
     eng = Engine.load(model_dir, device="cpu")
     decoder = eng.decoder
     views = set()
-    step = decoder.step
-    decoder.step = lambda model, *a: views.add(attention_view(decoder._pos + 1, model.cache_shape[1])) or \
-        step(model, *a)
+    launch = decoder.launch
+    decoder.launch = lambda model, *a: views.add(attention_view(decoder._pos + 1, model.cache_shape[1])) or \
+        launch(model, *a)
     out = conversation_and_batches(eng)
     assert eng.decoder is decoder and all(out)
     assert len(views) >= 3  # the chat crossed attention views 256 -> 512 -> 1024

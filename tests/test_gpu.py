@@ -2,9 +2,11 @@
 import pytest
 import torch
 
-from engine import Engine
+from engine import Engine, RoutingEvent, TokenEvent
 from engine.bench import engine_decode, run
+from engine.context import router_context
 from engine.decode import Decoder
+from engine.router import Router
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -81,6 +83,29 @@ def test_replayed_switches_equal_the_cpu_engine(llama_dir, llama_adapters):
         a, b = gpu.logits(ids, mix).cpu(), cpu.logits(ids, mix)
         assert ((a - b).norm() / b.norm()).item() <= 1e-5, mix
     assert list(gpu.bank._switch_graphs) == [(2, gpu.bank.version)]  # graphs of the bank before the add: dropped
+
+
+def test_routing_while_the_gpu_runs_equals_routing_afresh(llama_dir, llama_adapters):
+    """On CUDA a token's events are handed out after the next step is queued, and the router is run on the reply
+    so far while the step runs: every sentence is still routed on its own context, as routing it afresh does."""
+    eng = Engine.load(llama_dir, device="cuda", dtype="float32")
+    for name, path in llama_adapters.items():
+        eng.add_adapter(path, name=name)
+    eng.router = Router.train({n: [f"{n} {w} question {i}" for i in range(12) for w in ("cat", "sum", "loop")]
+                               for n in llama_adapters}, seed=0, epochs=10)
+    eng.warmup()
+    messages = [{"role": "user", "content": " ".join(("cat", "dog", "sum", "loop", "the")[i % 5] for i in range(40))}]
+    for seed in range(20):
+        text, routed = "", []
+        for ev in eng.generate(messages, max_new_tokens=100, ignore_eos=True, temperature=1.0, seed=seed):
+            if isinstance(ev, RoutingEvent):
+                expected = eng.router.route(router_context("turn", messages, text))
+                routed.append(max(abs(ev.probs[n] - expected.probs[n]) for n in eng.router.labels))
+            elif isinstance(ev, TokenEvent):
+                text += ev.text
+        if len(routed) >= 3:
+            break
+    assert len(routed) >= 3 and max(routed) < 1e-6
 
 
 def test_bench_smoke():
