@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+import engine.engine
 from engine import Engine, RoutingEvent, TokenEvent
 from engine.bench import engine_decode, run
 from engine.context import router_context
@@ -85,17 +86,22 @@ def test_replayed_switches_equal_the_cpu_engine(llama_dir, llama_adapters):
     assert list(gpu.bank._switch_graphs) == [(2, gpu.bank.version)]  # graphs of the bank before the add: dropped
 
 
-def test_routing_while_the_gpu_runs_equals_routing_afresh(llama_dir, llama_adapters):
+def test_routing_while_the_gpu_runs_equals_routing_afresh(llama_dir, llama_adapters, monkeypatch):
     """On CUDA a token's events are handed out after the next step is queued, and the router is run on the reply
-    so far while the step runs: every sentence is still routed on its own context, as routing it afresh does."""
+    so far while the step runs (here at every step, however short): every sentence is still routed on its own
+    context, as routing it afresh does."""
+    monkeypatch.setattr(engine.engine, "WARM_WAIT", 0.0)
     eng = Engine.load(llama_dir, device="cuda", dtype="float32")
     for name, path in llama_adapters.items():
         eng.add_adapter(path, name=name)
     eng.router = Router.train({n: [f"{n} {w} question {i}" for i in range(12) for w in ("cat", "sum", "loop")]
                                for n in llama_adapters}, seed=0, epochs=10)
     eng.warmup()
+    calls, probs = [], eng.router.probs
+    eng.router.probs = lambda context: calls.append(context) or probs(context)
     messages = [{"role": "user", "content": " ".join(("cat", "dog", "sum", "loop", "the")[i % 5] for i in range(40))}]
     for seed in range(20):
+        calls.clear()
         text, routed = "", []
         for ev in eng.generate(messages, max_new_tokens=100, ignore_eos=True, temperature=1.0, seed=seed):
             if isinstance(ev, RoutingEvent):
@@ -106,6 +112,7 @@ def test_routing_while_the_gpu_runs_equals_routing_afresh(llama_dir, llama_adapt
         if len(routed) >= 3:
             break
     assert len(routed) >= 3 and max(routed) < 1e-6
+    assert len(calls) > 2 * len(routed)  # more than the engine's and this test's route of each sentence
 
 
 def test_bench_smoke():
