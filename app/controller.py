@@ -7,10 +7,12 @@ model folder. It owns the open conversation (app/conversation.py): streamed even
 redraw from it at most once per frame. A sent message can be edited and sent again, any reply regenerated and a
 reply cut off continued; each drops the turns after it. The Library menu opens the library window
 (app/library_controller.py) on the same worker; the local server (app/server_controller.py) shares it too."""
+import functools
 from pathlib import Path
 
 from PySide6 import __version__ as pyside_version
 from PySide6.QtCore import QObject, QTimer, Signal, qVersion
+from pyqtgraph.util.garbage_collector import GarbageCollector
 
 from engine.generation import GenerationSettings
 
@@ -42,6 +44,15 @@ SETTINGS_KEYS = (*MODEL_KEYS, "system_prompt", "appearance", "routing_context", 
 CONTINUABLE = ("length", "cancel")  # a reply that stopped for these can be continued
 
 
+@functools.cache
+def _collect_in_window_thread() -> GarbageCollector:
+    """Python's cycle collector runs in whichever thread allocates, so the engine thread could destroy the window's
+    dead Qt objects, which Qt requires in their own thread (a test run deadlocked with the engine thread loading a
+    model and the window's thread inside Qt). pyqtgraph's collector turns the automatic one off and collects from
+    a timer in this thread instead: once per process."""
+    return GarbageCollector(interval=1.0)
+
+
 class Controller(QObject):
     ready = Signal()         # a model was loaded and warmed up
     loadFailed = Signal(str)  # loading or warming up the model failed (the message is shown)
@@ -49,6 +60,7 @@ class Controller(QObject):
 
     def __init__(self, settings: Settings):
         super().__init__()
+        _collect_in_window_thread()
         self.settings = settings
         theme.use(settings.appearance)
         self.conv = Conversation()
