@@ -1,7 +1,8 @@
 """Router featurizer: text -> sparse hashed n-gram features, the input of the router's EmbeddingBag.
 
-Default view (no files needed, any language): word unigrams + bigrams and character n-grams of the
-lowercased text. Optional view: the base model's tokenizer, whose token-id unigrams + bigrams replace
+Default view (no files needed, any language): word unigrams + bigrams, word unigrams tagged with the part of the
+text they stand in (`positions` equal parts: which of two requests in one message comes first), and character
+n-grams of the lowercased text. Optional view: the base model's tokenizer, whose token-id unigrams + bigrams replace
 the word n-grams. Hashing is stable across processes (crc32 and a numpy polynomial hash, never Python's
 salted hash()), so a saved router featurizes exactly as it did when trained.
 Weights: sublinear term frequency (1 + log tf) per view, each view L2-normalised, then scaled by sqrt(1/2)
@@ -44,8 +45,9 @@ def is_count(v, low: int, high: int) -> bool:
 
 
 class Featurizer:
-    def __init__(self, buckets=1 << 17, max_words=256, char_ngrams=(2, 5), tokenizer_dir=None):
+    def __init__(self, buckets=1 << 17, max_words=256, char_ngrams=(2, 5), tokenizer_dir=None, positions=4):
         self.buckets = int(buckets)
+        self.positions = int(positions)
         self.max_words = int(max_words)
         self.char_ngrams = (int(char_ngrams[0]), int(char_ngrams[1]))
         self.tokenizer_dir = None if tokenizer_dir is None else str(tokenizer_dir)
@@ -57,12 +59,13 @@ class Featurizer:
         """Everything needed to featurize identically later (saved in the router's JSON sidecar)."""
         return {"kind": "hash" if self.tokenizer_dir is None else "tokenizer", "buckets": self.buckets,
                 "max_words": self.max_words, "char_ngrams": list(self.char_ngrams),
-                "tokenizer_dir": self.tokenizer_dir}
+                "tokenizer_dir": self.tokenizer_dir, "positions": self.positions}
 
     @classmethod
     def from_settings(cls, s):
         cls.check_settings(s)
-        return cls(s["buckets"], s["max_words"], tuple(s["char_ngrams"]), s.get("tokenizer_dir"))
+        return cls(s["buckets"], s["max_words"], tuple(s["char_ngrams"]), s.get("tokenizer_dir"),
+                   s.get("positions", 0))  # routers saved before positions existed featurize without them
 
     @staticmethod
     def check_settings(s):
@@ -82,6 +85,8 @@ class Featurizer:
              f"char_ngrams must be [low, high] with 1 <= low <= high <= {MAX_NGRAM}, got {grams!r}"),
             ((tok is None) == (kind == "hash") and (tok is None or isinstance(tok, str)),
              f"tokenizer_dir must be null for kind \"hash\" and a folder for kind \"tokenizer\", got {tok!r}"),
+            (is_count(s.get("positions", 0), 0, MAX_NGRAM), f"positions must be an integer from 0 to {MAX_NGRAM}, "
+                                                          f"got {s.get('positions')!r}"),
         ]
         bad = [message for ok, message in problems if not ok]
         if bad:
@@ -116,7 +121,11 @@ class Featurizer:
             tok = np.fromiter((zlib.crc32(w.encode()) for w in _WORD_RE.findall(s)), np.uint64)
         else:
             tok = np.asarray(self._encode(s), dtype=np.uint64)
-        word = np.concatenate([_mix(tok, 1), _mix(tok[:-1] * _P + tok[1:], 2)])
+        word = [_mix(tok, 1), _mix(tok[:-1] * _P + tok[1:], 2)]
+        if self.positions:  # the part of the text each word is in: [K] in 0 .. positions-1
+            part = np.arange(len(tok), dtype=np.uint64) * np.uint64(self.positions) // np.uint64(max(len(tok), 1))
+            word.append(_mix(tok * _P + part, 3))
+        word = np.concatenate(word)
 
         cp = np.frombuffer((" " + s + " ").encode("utf-32-le"), np.uint32).astype(np.uint64)  # code points
         lo, hi = self.char_ngrams

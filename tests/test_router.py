@@ -59,6 +59,26 @@ def test_featurizer_weights_and_tail():
     assert f("")[0].size >= 1 and f("日本語のテキスト")[0].size > 10  # CJK featurizes through character n-grams
 
 
+def test_featurizer_positions_tell_which_request_comes_first():
+    """Word unigrams are also tagged with the quarter of the text they stand in: two requests in either order
+    share every untagged word, but not those features. A router saved before positions existed (no "positions"
+    in its settings) featurizes exactly as it did."""
+    first, second = "reverse the word cat .", "convert ten meters to centimeters ."
+    on, off = Featurizer(), Featurizer(positions=0)
+
+    def tagged(text):  # the buckets the positions add
+        return set(on(text)[0].tolist()) - set(off(text)[0].tolist())
+
+    assert on.positions == 4 and tagged(first + " " + second)
+    assert tagged(first + " " + second) != tagged(second + " " + first)
+    old = Featurizer.from_settings({k: v for k, v in on.settings.items() if k != "positions"})
+    assert old.positions == 0
+    assert all(np.array_equal(a, b) for a, b in zip(old(first), off(first)))
+    for bad in (-1, "4", 17, True):
+        with pytest.raises(RouterError, match="positions must be an integer from 0 to 16"):
+            Featurizer.check_settings({**on.settings, "positions": bad})
+
+
 def test_featurizer_parts_are_a_weighted_sum_of_unit_norm():
     f = Featurizer()
     one = f("convert ten meters")
