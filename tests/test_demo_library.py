@@ -17,7 +17,6 @@ from app.loading import open_engine
 from app.paths import DEMO_DIR
 from conftest import make_adapter_dir
 from engine import BASE, RoutingEvent
-from engine.router import read_sidecar
 
 TASKS = [p.name for p in demo_adapters()]
 
@@ -59,8 +58,6 @@ def test_first_start_installs_the_demo_into_the_library(installed):
                                                                key=reply["routing"][0].selected.get) == "units"
 
 
-@pytest.mark.skipif(not read_sidecar(DEMO_DIR / "router.safetensors").get("base"),
-                    reason="the bundled router predates the base-model class: rebuild the demo")
 def test_the_installed_router_is_the_bundled_router(installed):
     """Trained from the demo's examples with the library's defaults, as packaging/build_demo.py trains it."""
     root, _ = installed
