@@ -48,6 +48,17 @@ def test_markdown_keeps_structure_and_every_sentence_keeps_its_characters(qapp):
     assert code.blockFormat().background().color() == QColor(theme.current().code_back)
 
 
+def test_markdown_keeps_a_replys_lines(qapp):
+    """A line break inside a paragraph stays one (a two-task prompt is answered in two lines; Markdown alone would
+    join them with a space); code keeps its lines as they are, with no trailing spaces added."""
+    doc = QTextDocument()
+    tinted_markdown.render(doc, [("nedrag\n", None, 0), ("47000 meters\n", None, 1),
+                                 ("```\na = 1\nb = 2\n```", None, 2)])
+    text, ids = ids_by_char(doc)
+    assert text.startswith("nedrag\n47000 meters\n") and text.endswith("a = 1\nb = 2"), repr(text)
+    assert set(ids[:6]) == {0} and set(ids[7:19]) == {1}
+
+
 def test_markdown_tint_colours_each_sentence(qapp):
     doc = QTextDocument()
     tinted_markdown.render(doc, [("Alpha one. ", QColor("#ff0000"), 0), ("Beta two.", None, 1)])

@@ -15,6 +15,7 @@ _MARK = 0xE000  # Unicode private use area: never in model output we render
 # Lines where a marker would change the Markdown structure: fences, blank lines, rules, setext and table rules.
 _STRUCTURAL = re.compile(r"\s{0,3}(```|~~~)|\s*$|\s{0,3}(=+|-+|(\*\s*){3,}|(_\s*){3,})\s*$"
                          r"|\s*\|?(\s*:?-+:?\s*\|)+\s*(:?-+:?)?\s*$")
+_FENCE = re.compile(r"\s{0,3}(```|~~~)")
 # Block syntax a marker must follow, not precede: headings, quotes, list bullets, table pipes.
 _PREFIX = re.compile(r"(\s{0,3}(#{1,6}\s+|>\s?|[-*+]\s+|\d{1,9}[.)]\s+|\|\s*))*")
 
@@ -32,6 +33,19 @@ def _marker_offset(text: str, start: int) -> int:
     return len(text)
 
 
+def _hard_breaks(text: str) -> str:
+    """A line break inside a paragraph kept as one (two trailing spaces): Markdown would join the lines with a
+    space, and a reply's lines are often answers of their own (a two-task prompt is answered in two lines).
+    Code fences are left as they are."""
+    lines, fenced = text.split("\n"), False
+    for i, line in enumerate(lines[:-1]):
+        if _FENCE.match(line):
+            fenced = not fenced
+        elif not fenced and line.strip() and lines[i + 1].strip() and not _FENCE.match(lines[i + 1]):
+            lines[i] = line + "  "
+    return "\n".join(lines)
+
+
 def render(doc: QTextDocument, sentences: list[tuple[str, QColor | None, int]]):
     """Replace `doc` with the Markdown of the sentences: (text, background or None, sentence id)."""
     text = "".join(s for s, _, _ in sentences)
@@ -44,7 +58,7 @@ def render(doc: QTextDocument, sentences: list[tuple[str, QColor | None, int]]):
         pieces += [text[prev:off], chr(_MARK + i)]
         prev = off
     pieces.append(text[prev:])
-    doc.setMarkdown("".join(pieces))
+    doc.setMarkdown(_hard_breaks("".join(pieces)))
     cursor = QTextCursor(doc)
     cursor.beginEditBlock()  # one relayout at the end instead of one per change
     block = doc.begin()
