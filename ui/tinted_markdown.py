@@ -12,10 +12,10 @@ from ui import theme
 
 SENTENCE_ID = QTextFormat.UserProperty + 1  # char format property: global sentence index
 _MARK = 0xE000  # Unicode private use area: never in model output we render
-# Lines where a marker would change the Markdown structure: fences, blank lines, rules, setext and table rules.
-_STRUCTURAL = re.compile(r"\s{0,3}(```|~~~)|\s*$|\s{0,3}(=+|-+|(\*\s*){3,}|(_\s*){3,})\s*$"
-                         r"|\s*\|?(\s*:?-+:?\s*\|)+\s*(:?-+:?)?\s*$")
 _FENCE = re.compile(r"\s{0,3}(```|~~~)")
+# Lines where a marker would change the Markdown structure: fences, blank lines, rules, setext and table rules.
+_STRUCTURAL = re.compile(_FENCE.pattern + r"|\s*$|\s{0,3}(=+|-+|(\*\s*){3,}|(_\s*){3,})\s*$"
+                         r"|\s*\|?(\s*:?-+:?\s*\|)+\s*(:?-+:?)?\s*$")
 # Block syntax a marker must follow, not precede: headings, quotes, list bullets, table pipes.
 _PREFIX = re.compile(r"(\s{0,3}(#{1,6}\s+|>\s?|[-*+]\s+|\d{1,9}[.)]\s+|\|\s*))*")
 
